@@ -1,0 +1,1 @@
+"""Benchmark suite for chronicle_async (not part of the installed package)."""

@@ -1,0 +1,58 @@
+"""chronicle_async: persisted, memory-mapped, segmented queues between processes on one host.
+
+Layout of the package:
+
+- ``chronicle_async`` (this face): every public name, re-exported below.
+- ``chronicle_async.hot``: the data plane. Layout, atomics, and numba kernels that
+  append and read with no syscalls, locks or allocations. Import its kernels to call
+  them from your own ``@numba.njit`` code (``hot.append.append``).
+- ``chronicle_async.control``: the asyncio control plane (later releases).
+- private ``_*`` modules: the Python face over the hot kernels, and file handling.
+"""
+from __future__ import annotations
+
+from ._config import Durability as Durability
+from ._config import Start as Start
+from ._config import WaitStrategy as WaitStrategy
+from ._config import WriterConfig as WriterConfig
+from ._errors import ArgumentTypeError as ArgumentTypeError
+from ._errors import ChronicleError as ChronicleError
+from ._errors import CorruptQueueError as CorruptQueueError
+from ._errors import CorruptSegmentError as CorruptSegmentError
+from ._errors import DiskFullError as DiskFullError
+from ._errors import InvalidArgumentError as InvalidArgumentError
+from ._errors import NotAQueueError as NotAQueueError
+from ._errors import PayloadTooLargeError as PayloadTooLargeError
+from ._errors import QueueClosedError as QueueClosedError
+from ._errors import QueueNotFoundError as QueueNotFoundError
+from ._errors import QueuePermissionError as QueuePermissionError
+from ._errors import ReaderLockedError as ReaderLockedError
+from ._errors import UnsupportedVersionError as UnsupportedVersionError
+from ._errors import WriterLockedError as WriterLockedError
+from ._queue import Queue as Queue
+from ._reader import Message as Message
+from ._reader import QueueReader as QueueReader
+from ._reader import as_array as as_array
+from ._status import DisconnectReason as DisconnectReason
+from ._status import WriterStatus as WriterStatus
+from ._writer import QueueWriter as QueueWriter
+from .retention import cleanup_segments as cleanup_segments
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ArgumentTypeError", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
+    "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
+    "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
+    "QueueReader", "QueueWriter", "ReaderLockedError", "Start", "UnsupportedVersionError", "WaitStrategy",
+    "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
+)
+
+for _name in __all__:  # tracebacks and docs show chronicle_async.X, not chronicle_async._x.X
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("chronicle_async."):
+        try:
+            _obj.__module__ = "chronicle_async"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

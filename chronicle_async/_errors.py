@@ -1,0 +1,66 @@
+"""Typed errors. Every message names the file involved and what to do about it."""
+from __future__ import annotations
+
+
+class ChronicleError(Exception):
+    """Base class of every error chronicle_async raises on purpose."""
+
+
+class QueueNotFoundError(ChronicleError, FileNotFoundError):
+    """No queue at this path yet (no control file). Poll for it, or open a publisher to create it."""
+
+
+class NotAQueueError(ChronicleError):
+    """The path exists but is not a queue directory (a file, or a folder holding other things)."""
+
+
+class CorruptQueueError(ChronicleError):
+    """A control, segment or reader file is damaged or truncated."""
+
+
+class CorruptSegmentError(CorruptQueueError):
+    """A segment file's header or a committed record in it is malformed."""
+
+
+class UnsupportedVersionError(ChronicleError):
+    """A file was written by a newer format version than this library reads."""
+
+
+class WriterLockedError(ChronicleError):
+    """Another live process holds this queue's writer lock."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
+class ReaderLockedError(ChronicleError):
+    """Another live process has this named reader open."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
+class PayloadTooLargeError(ChronicleError, ValueError):
+    """A payload larger than this queue's segments allow."""
+
+
+class ArgumentTypeError(ChronicleError, TypeError):
+    """An argument of the wrong type."""
+
+
+class InvalidArgumentError(ChronicleError, ValueError):
+    """An argument with a value out of range."""
+
+
+class QueuePermissionError(ChronicleError, PermissionError):
+    """The process may not create or write a file the operation needs."""
+
+
+class DiskFullError(ChronicleError, OSError):
+    """No space left to reserve a new segment (or reader file). Nothing written so far is lost."""
+
+
+class QueueClosedError(ChronicleError):
+    """The writer or reader was closed."""

@@ -1,0 +1,321 @@
+"""Cold-path file work: create, open, validate and map control, segment and reader files.
+
+Nothing here runs per message. Every failure becomes a typed error naming the
+file and the fix.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import secrets
+import struct
+import time
+
+import numpy as np
+
+from ._errors import (
+    CorruptQueueError,
+    CorruptSegmentError,
+    DiskFullError,
+    NotAQueueError,
+    QueueNotFoundError,
+    QueuePermissionError,
+    UnsupportedVersionError,
+)
+from .hot import layout as L
+
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+_SEG_HEADER = struct.Struct(L.SEGMENT_HEADER_FORMAT)
+_CTL_IDENTITY = struct.Struct(L.CONTROL_IDENTITY_FORMAT)
+
+
+class Mapping:
+    """A shared mapping of a whole file with the views the hot and Python paths need.
+
+    ``arr`` is a ``uint8`` numpy array for jitted kernels; ``mv`` a byte
+    memoryview; ``i32``/``q`` the same bytes cast to int32/int64 for single-word
+    access from Python (index = byte offset // 4 or // 8).
+    """
+
+    __slots__ = ("path", "length", "mm", "arr", "mv", "i32", "q", "writable")
+
+    def __init__(self, path: str, fd: int, length: int, writable: bool, prefault: bool = False):
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if prefault else 0)
+        self.path = path
+        self.length = length
+        self.writable = writable
+        self.mm = mmap.mmap(fd, length, flags=flags, prot=prot)
+        if prefault and writable:
+            try:  # fault pages in writable too, so the first append to each page takes no fault
+                self.mm.madvise(_MADV_POPULATE_WRITE)
+            except (OSError, ValueError):
+                pass
+        self.arr = np.frombuffer(self.mm, np.uint8)
+        self.mv = memoryview(self.mm)
+        self.i32 = self.mv.cast("i")
+        self.q = self.mv.cast("q")
+
+    def flush(self, start: int = 0, end: int | None = None) -> None:
+        """msync(MS_SYNC) of ``[start, end)`` (page-aligned outward)."""
+        end = self.length if end is None else min(end, self.length)
+        start = start - start % L.PAGE_SIZE
+        if end > start:
+            self.mm.flush(start, end - start)
+
+    def close(self) -> None:
+        """Unmap, unless a caller still holds a payload view (then the GC unmaps later)."""
+        self.arr = self.mv = self.i32 = self.q = None  # type: ignore[assignment]
+        try:
+            self.mm.close()
+        except BufferError:
+            pass
+
+
+def _permission_error(path: str, e: OSError) -> QueuePermissionError:
+    return QueuePermissionError(
+        f"cannot write {path}: {e.strerror}; the queue directory must be writable by this user "
+        "(check its permissions, or that the file system is not mounted read-only)"
+    )
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_segments(queue_dir: str) -> list[int]:
+    """Sorted ids of the segment files present (temp files excluded)."""
+    ids = []
+    with os.scandir(queue_dir) as it:
+        for entry in it:
+            sid = L.parse_segment_file_name(entry.name)
+            if sid is not None:
+                ids.append(sid)
+    ids.sort()
+    return ids
+
+
+def segment_path(queue_dir: str, segment_id: int) -> str:
+    return os.path.join(queue_dir, L.segment_file_name(segment_id))
+
+
+def control_path(queue_dir: str) -> str:
+    return os.path.join(queue_dir, L.CONTROL_FILE_NAME)
+
+
+def check_queue_dir(queue_dir: str, *, creating: bool) -> None:
+    """Raise NotAQueueError / QueueNotFoundError if ``queue_dir`` cannot be (or become) a queue."""
+    if os.path.exists(queue_dir) and not os.path.isdir(queue_dir):
+        raise NotAQueueError(f"{queue_dir} is a file, not a queue directory; pass the queue's folder")
+    if not os.path.isdir(queue_dir):
+        if creating:
+            return
+        raise QueueNotFoundError(f"no queue at {queue_dir}: the folder does not exist (has a writer created it yet?)")
+    if os.path.exists(control_path(queue_dir)):
+        return
+    if creating:
+        ours = {L.WRITER_LOCK_NAME, L.READERS_DIR_NAME}
+        foreign = [
+            n for n in os.listdir(queue_dir)
+            if n not in ours and L.parse_segment_file_name(n) is None and not n.startswith(L.CONTROL_FILE_NAME)
+            and L.SEGMENT_TEMP_SUFFIX not in n
+        ]
+        if foreign:
+            raise NotAQueueError(
+                f"{queue_dir} is not a queue and is not empty (it holds {sorted(foreign)[:3]}...); "
+                "choose a new or empty folder for the queue"
+            )
+        return
+    raise QueueNotFoundError(
+        f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing (has a writer created it yet?)"
+    )
+
+
+def _reserve(fd: int, size: int, path: str) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left to reserve {size} bytes for {path}; free disk space, or lower "
+                "segment_size / set max_bytes. Messages already written are intact and the writer can retry",
+            ) from None
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # file system without fallocate
+            os.ftruncate(fd, size)
+            return
+        raise
+
+
+def create_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: int, *, durable: bool = False) -> bool:
+    """Create segment ``segment_id`` if it does not exist. Returns True if this call created it.
+
+    Built under a temp name (space reserved with fallocate, header written), then
+    published by hard link, which never replaces a file that is already there
+    (a segment prepared by someone else is kept as it is).
+    """
+    final = segment_path(queue_dir, segment_id)
+    if os.path.exists(final):
+        return False
+    tmp = os.path.join(queue_dir, L.segment_temp_name(segment_id, f"{os.getpid()}-{secrets.token_hex(4)}"))
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except PermissionError as e:
+        raise _permission_error(tmp, e) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise _permission_error(tmp, e) from None
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(errno.ENOSPC, f"no space left to create {tmp}; free disk space") from None
+        raise
+    try:
+        _reserve(fd, segment_size, final)
+        os.pwrite(fd, _SEG_HEADER.pack(L.SEGMENT_MAGIC, L.SEGMENT_VERSION, segment_id, queue_id, segment_size, time.time_ns()), 0)
+        if durable:
+            os.fsync(fd)
+        try:
+            os.link(tmp, final)
+            created = True
+        except FileExistsError:
+            created = False
+        if durable and created:
+            fsync_dir(queue_dir)
+        return created
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: int, *, writable: bool, prefault: bool = False) -> Mapping:
+    """Map an existing segment after checking its size and header (FileNotFoundError if absent)."""
+    path = segment_path(queue_dir, segment_id)
+    try:
+        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+    except PermissionError as e:
+        raise _permission_error(path, e) from None
+    try:
+        actual = os.fstat(fd).st_size
+        if actual != segment_size:
+            raise CorruptSegmentError(
+                f"segment {path} is {actual} bytes, expected {segment_size}: it was truncated or replaced; "
+                "restore it from a backup, or move it aside to read past it"
+            )
+        m = Mapping(path, fd, segment_size, writable, prefault)
+    finally:
+        os.close(fd)
+    magic, version, sid, qid, size, _created = _SEG_HEADER.unpack_from(m.mv, 0)
+    problem = None
+    if magic != L.SEGMENT_MAGIC:
+        problem = f"bad magic {magic:#x}"
+    elif version > L.SEGMENT_VERSION:
+        m.close()
+        raise UnsupportedVersionError(
+            f"segment {path} has format version {version}; this chronicle_async reads up to "
+            f"{L.SEGMENT_VERSION}: upgrade chronicle_async"
+        )
+    elif version != L.SEGMENT_VERSION or sid != segment_id or size != segment_size or qid != queue_id:
+        problem = f"header says id={sid} size={size} queue={qid:#x}, expected id={segment_id} size={segment_size} queue={queue_id:#x}"
+    if problem:
+        m.close()
+        raise CorruptSegmentError(
+            f"segment {path} is not a valid segment of this queue ({problem}); "
+            "move the file out of the queue folder or restore it from a backup"
+        )
+    return m
+
+
+def create_queue(queue_dir: str, segment_size: int) -> None:
+    """Create the control file and segment 0. The control file appears last, by link, so a
+    reader that sees it always finds a complete queue."""
+    try:
+        os.makedirs(queue_dir, exist_ok=True)
+    except PermissionError as e:
+        raise _permission_error(queue_dir, e) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise _permission_error(queue_dir, e) from None
+        raise
+    queue_id = secrets.randbits(62) | 1
+    create_segment(queue_dir, 0, segment_size, queue_id)
+    buf = bytearray(L.CONTROL_FILE_LENGTH)
+    _CTL_IDENTITY.pack_into(
+        buf, L.CTL_MAGIC_OFFSET, L.CONTROL_MAGIC, L.CONTROL_VERSION, segment_size, queue_id,
+        time.time_ns(), 0, 0, L.WRITER_STATE_NONE, 0,
+    )
+    struct.pack_into("<qqq", buf, L.CTL_WRITE_SEGMENT_OFFSET, 0, L.SEGMENT_DATA_OFFSET, 0)
+    final = control_path(queue_dir)
+    tmp = f"{final}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except PermissionError as e:
+        raise _permission_error(tmp, e) from None
+    try:
+        os.pwrite(fd, bytes(buf), 0)
+        os.fsync(fd)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            pass
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+    fsync_dir(queue_dir)
+
+
+class ControlInfo:
+    """Identity fields of a control file, read once at open."""
+
+    __slots__ = ("segment_size", "queue_id", "created_ns")
+
+    def __init__(self, segment_size: int, queue_id: int, created_ns: int):
+        self.segment_size = segment_size
+        self.queue_id = queue_id
+        self.created_ns = created_ns
+
+
+def open_control(queue_dir: str, *, writable: bool) -> tuple[Mapping, ControlInfo]:
+    """Map and validate ``control.cq``. Raises QueueNotFoundError if the queue does not exist."""
+    check_queue_dir(queue_dir, creating=False)
+    path = control_path(queue_dir)
+    try:
+        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise QueueNotFoundError(f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing") from None
+    except PermissionError as e:
+        raise _permission_error(path, e) from None
+    try:
+        size = os.fstat(fd).st_size
+        if size < L.CONTROL_FILE_LENGTH:
+            raise CorruptQueueError(
+                f"control file {path} is truncated ({size} bytes, expected {L.CONTROL_FILE_LENGTH}); "
+                "the queue's metadata is damaged: restore the folder from a backup, or move it aside and start a new queue"
+            )
+        m = Mapping(path, fd, L.CONTROL_FILE_LENGTH, writable)
+    finally:
+        os.close(fd)
+    magic, version, seg_size, qid, created, *_ = _CTL_IDENTITY.unpack_from(m.mv, L.CTL_MAGIC_OFFSET)
+    if magic != L.CONTROL_MAGIC:
+        m.close()
+        raise CorruptQueueError(
+            f"control file {path} has bad magic {magic:#x} (expected {L.CONTROL_MAGIC:#x}): it is not a "
+            "chronicle_async control file or it was overwritten; restore it from a backup"
+        )
+    if version > L.CONTROL_VERSION:
+        m.close()
+        raise UnsupportedVersionError(
+            f"queue {queue_dir} has format version {version}; this chronicle_async reads up to "
+            f"{L.CONTROL_VERSION}: upgrade chronicle_async to open it"
+        )
+    why = L.check_segment_size(seg_size)
+    if version != L.CONTROL_VERSION or why:
+        m.close()
+        raise CorruptQueueError(f"control file {path} is damaged (version={version}, segment_size={seg_size}); restore it from a backup")
+    return m, ControlInfo(seg_size, qid, created)

@@ -1,0 +1,124 @@
+"""Open-file-description (OFD) locks: the writer lock and named-reader locks.
+
+OFD locks belong to an open file description, not to a process, so:
+- the kernel drops them when the holder dies (``kill -9`` included): a dead
+  writer's lock is free the moment its process is gone, nothing to break;
+- closing an unrelated descriptor of the same file does not drop them (unlike
+  classic POSIX locks);
+- they can be probed without taking them (``F_OFD_GETLK``).
+
+A forked child inherits the descriptor and would keep the lock alive after the
+parent dies, so :func:`os.register_at_fork` closes every held lock's descriptor
+in children (the parent keeps its lock).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import weakref
+
+from ._errors import QueuePermissionError
+
+# struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+_FLOCK = struct.Struct("hhxxxxqqixxxx")
+_F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+
+_held: "weakref.WeakSet[FileLock]" = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for lock in list(_held):
+        lock._forget_in_child()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[19])
+
+
+class FileLock:
+    """An exclusive OFD lock on a whole file, with an owner record ``"pid starttime extra"``."""
+
+    def __init__(self, path: str, fd: int):
+        self.path = path
+        self._fd = fd
+        _held.add(self)
+
+    @classmethod
+    def try_acquire(cls, path: str) -> "FileLock | None":
+        """Take the lock, or return None if another open file description holds it."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError as e:
+            raise QueuePermissionError(
+                f"cannot create or open lock file {path}: {e.strerror}; "
+                "run as a user who may write to the queue directory"
+            ) from None
+        try:
+            fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        return cls(path, fd)
+
+    def write_owner(self, extra: str = "") -> None:
+        """Record this process as the owner (for error messages and tools)."""
+        pid = os.getpid()
+        text = f"{pid} {process_start_time(pid) or 0} {extra}\n".encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, text, 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        _held.discard(self)
+
+    @property
+    def held(self) -> bool:
+        return self._fd >= 0
+
+    def _forget_in_child(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)  # the parent's descriptor keeps the lock; ours must not outlive it
+            except OSError:
+                pass
+            self._fd = -1
+
+
+def is_locked(path: str) -> bool:
+    """True if some open file description holds a lock on ``path`` (probe only, takes nothing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        res = fcntl.fcntl(fd, _F_OFD_GETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0))
+        return _FLOCK.unpack(res)[0] != fcntl.F_UNLCK
+    finally:
+        os.close(fd)
+
+
+def read_owner(path: str) -> tuple[int, int, str] | None:
+    """``(pid, starttime, extra)`` from a lock file, or None if absent or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            parts = f.read(256).decode(errors="replace").split(None, 2)
+        return int(parts[0]), int(parts[1]), (parts[2].strip() if len(parts) > 2 else "")
+    except (OSError, ValueError, IndexError):
+        return None

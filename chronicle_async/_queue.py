@@ -1,0 +1,42 @@
+"""Queue: the entry point that opens writers and readers."""
+from __future__ import annotations
+
+import os
+
+from ._config import Start, WaitStrategy, WriterConfig
+from ._reader import QueueReader
+from ._writer import QueueWriter
+from .hot import layout as L
+
+
+class Queue:
+    """Namespace of constructors; a queue is a directory, not an object you keep open."""
+
+    @staticmethod
+    def open_publisher(path: str | os.PathLike, config: WriterConfig | None = None) -> QueueWriter:
+        """Open (creating if needed) the queue at ``path`` for writing. One writer per queue.
+
+        Raises ``WriterLockedError`` if another live process writes it, ``NotAQueueError``
+        if ``path`` is a file or a folder of other things.
+        """
+        return QueueWriter(path, config)
+
+    @staticmethod
+    def open_subscriber(
+        path: str | os.PathLike,
+        name: str | None = None,
+        start: Start | str = Start.COMMITTED,
+        *,
+        wait_strategy: WaitStrategy | str = WaitStrategy.SPIN_THEN_PARK,
+        spin_time: float = 20e-6,
+    ) -> QueueReader:
+        """Open a reader. A ``name`` makes its position persistent (``commit()``); None reads anonymously.
+
+        Raises ``QueueNotFoundError`` if no writer has created the queue yet (poll for it).
+        """
+        return QueueReader(path, name, start, wait_strategy=wait_strategy, spin_time=spin_time)
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """True if ``path`` holds a queue (its control file exists)."""
+        return os.path.isfile(os.path.join(os.fspath(path), L.CONTROL_FILE_NAME))

@@ -1,0 +1,563 @@
+"""QueueReader and Message: zero-copy reading, waiting, positions, liveness."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import struct
+import time
+import zlib
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+
+from . import _files as F
+from ._config import Start, WaitStrategy
+from ._errors import (
+    ArgumentTypeError,
+    CorruptQueueError,
+    CorruptSegmentError,
+    InvalidArgumentError,
+    QueueClosedError,
+    ReaderLockedError,
+)
+from ._lock import FileLock, is_locked, read_owner
+from ._status import DisconnectReason, WriterStatus
+from ._sys import asymmetric_fence
+from .hot import layout as L
+from .hot import read as R
+from .hot import status as S
+from .hot import wait as W
+from .retention import best_slot
+
+log = logging.getLogger("chronicle_async")
+
+_BODY = struct.Struct(L.RECORD_BODY_FORMAT)
+_SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
+_U32 = struct.Struct("<I")
+_HDR = L.RECORD_HEADER_LENGTH
+_ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
+_NO_TIMESPEC = np.zeros(0, np.int64)
+_STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
+_MAX_NAME = 128
+_tuple_new = tuple.__new__
+_monotonic = time.monotonic
+
+
+class Message(NamedTuple):
+    """One message. ``payload`` is a read-only, zero-copy view into the mapped segment.
+
+    The view is guaranteed valid until the reader's next call; in practice it
+    stays valid while you hold it (the mapping lives as long as any view of it).
+    """
+
+    seq: int
+    timestamp_ns: int
+    type_id: int
+    payload: memoryview
+
+    def as_array(self, dtype: Any) -> np.ndarray:
+        """The payload as a read-only numpy array of ``dtype`` (a structured dtype works), no copy."""
+        return as_array(self.payload, dtype)
+
+
+def as_array(payload: Any, dtype: Any) -> np.ndarray:
+    """Decode a payload into a numpy array of ``dtype`` without copying.
+
+    For a structured dtype with one record per message, index ``[0]`` for the record.
+    """
+    dt = np.dtype(dtype)
+    n = len(payload) if not isinstance(payload, np.ndarray) else payload.nbytes
+    if dt.itemsize == 0 or n % dt.itemsize:
+        raise InvalidArgumentError(f"payload of {n} bytes is not a whole number of {dt} items ({dt.itemsize} bytes each)")
+    return np.frombuffer(payload, dtype=dt)
+
+
+class QueueReader:
+    """A reader of one queue. Create it with :meth:`Queue.open_subscriber`.
+
+    A context manager. Use it from one thread at a time. A named reader owns
+    ``readers/<name>.pos`` (one process per name); an anonymous reader
+    (``name=None``) keeps no position and cannot commit.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        name: str | None = None,
+        start: Start | str = Start.COMMITTED,
+        *,
+        wait_strategy: WaitStrategy | str = WaitStrategy.SPIN_THEN_PARK,
+        spin_time: float = 20e-6,
+    ):
+        self._closed = True
+        self._path = os.path.abspath(os.fspath(path))
+        self._name = _check_name(name)
+        self._start = _coerce(Start, start, "start")
+        self._strategy = _coerce(WaitStrategy, wait_strategy, "wait_strategy")
+        if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
+            raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
+        self._spin_time = float(spin_time)
+        self._ctl = self._seg = self._pos = None
+        self._pos_lock: FileLock | None = None
+        self._timespec = np.zeros(2, np.int64)
+        try:
+            self._open()
+        except BaseException:
+            self._teardown()
+            raise
+        self._closed = False
+
+    def _open(self) -> None:
+        try:
+            self._ctl, info = F.open_control(self._path, writable=True)
+            self._can_park = True
+        except F.QueuePermissionError:
+            self._ctl, info = F.open_control(self._path, writable=False)
+            self._can_park = False  # no write access to the futex word: poll instead
+        self._ctl_q, self._ctl_i32, self._ctl_arr = self._ctl.q, self._ctl.i32, self._ctl.arr
+        self._segment_size = info.segment_size
+        self._queue_id = info.queue_id
+        self._epoch = self._ctl_q[L.CTL_WRITER_EPOCH_OFFSET // 8]
+        self._gen = 0
+        saved = self._open_position() if self._name else None
+        start = self._start
+        if start is Start.COMMITTED and saved is not None:
+            seg, off, nseq = saved
+            if self._try_map(seg):
+                self._set_position(seg, off, nseq)
+                return
+            log.warning(
+                "reader %r of %s: its committed segment %d was deleted; starting at the earliest data (seqs will show the gap)",
+                self._name, self._path, seg,
+            )
+            start = Start.EARLIEST
+        if start is Start.LATEST:
+            self._seek_tail()
+        else:
+            self._seek_earliest()
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def _open_position(self) -> tuple[int, int, int] | None:
+        rdir = os.path.join(self._path, L.READERS_DIR_NAME)
+        try:
+            os.makedirs(rdir, exist_ok=True)
+        except PermissionError as e:
+            raise F._permission_error(rdir, e) from None
+        path = os.path.join(rdir, self._name + L.READER_FILE_SUFFIX)
+        lock = FileLock.try_acquire(path)
+        if lock is None:
+            owner = read_owner(path)
+            raise ReaderLockedError(
+                f"reader {self._name!r} of {self._path} is already open in another process; "
+                "each reader name is used by one process at a time: close it there, or pick another name",
+            )
+        self._pos_lock = lock
+        fd = lock._fd
+        size = os.fstat(fd).st_size
+        if size == 0:
+            header = struct.pack(L.READER_HEADER_FORMAT, L.READER_MAGIC, L.READER_VERSION, os.getpid())
+            os.ftruncate(fd, L.READER_FILE_LENGTH)
+            os.pwrite(fd, header, 0)
+        elif size != L.READER_FILE_LENGTH:
+            raise CorruptQueueError(
+                f"reader file {path} is {size} bytes, expected {L.READER_FILE_LENGTH}: delete it to reset "
+                f"reader {self._name!r} (it will then start from the earliest data)"
+            )
+        self._pos = F.Mapping(path, fd, L.READER_FILE_LENGTH, writable=True)
+        magic, version, _pid = struct.unpack_from(L.READER_HEADER_FORMAT, self._pos.mv, 0)
+        if magic != L.READER_MAGIC or version != L.READER_VERSION:
+            raise CorruptQueueError(
+                f"reader file {path} is not a valid position file (magic {magic:#x}, version {version}); "
+                f"delete it to reset reader {self._name!r}"
+            )
+        struct.pack_into("<q", self._pos.mv, L.RDR_OWNER_PID_OFFSET, os.getpid())
+        best = best_slot(self._pos.mv)
+        if best is None:
+            return None
+        for i in range(2):
+            g = struct.unpack_from("<q", self._pos.mv, L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH)[0]
+            self._gen = max(self._gen, g)
+        seg, off, nseq, _hb, _ep = best
+        if off < L.SEGMENT_DATA_OFFSET or off >= self._segment_size or off % L.RECORD_ALIGNMENT:
+            raise CorruptQueueError(f"reader file {path} holds an impossible offset {off}; delete it to reset the reader")
+        return seg, off, nseq
+
+    def _try_map(self, seg_id: int) -> bool:
+        if self._seg is not None and self._seg_id == seg_id:
+            return True
+        try:
+            m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=False)
+        except FileNotFoundError:
+            return False
+        old, self._seg = self._seg, m
+        self._seg_id = seg_id
+        self._seg_i32 = m.i32
+        self._seg_mv = m.mv
+        if old is not None:
+            old.close()
+        return True
+
+    def _set_position(self, seg_id: int, off: int, next_seq: int) -> None:
+        self._off = off
+        self._next_seq = next_seq
+
+    def _seek_earliest(self) -> None:
+        for sid in F.list_segments(self._path):
+            if self._try_map(sid):
+                self._set_position(sid, L.SEGMENT_DATA_OFFSET, self._first_seq_or_hint())
+                return
+        raise CorruptSegmentError(f"queue {self._path} has no segment files; its data was deleted")
+
+    def _first_seq_or_hint(self) -> int:
+        seq, _ts = R.first_record(self._seg.arr)
+        return seq if seq >= 0 else self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8]
+
+    def _seek_tail(self) -> None:
+        sid = self._ctl_q[L.CTL_WRITE_SEGMENT_OFFSET // 8]
+        while True:
+            if not self._try_map(sid):
+                self._seek_earliest()
+                return
+            st, off, lseq, _lo, _n = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+            if st == S.END_OF_SEGMENT:
+                sid += 1
+                continue
+            nseq = lseq + 1 if lseq >= 0 else self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8]
+            self._set_position(sid, off, nseq)
+            return
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def next(self) -> Message | None:
+        """The next message, or None if none is committed yet. Never blocks."""
+        off = self._off
+        c = self._seg_i32[off >> 2]
+        if not c:
+            return None
+        t, seq, ts, n, _ck = _BODY.unpack_from(self._seg_mv, off + L.REC_TYPE_ID_OFFSET)
+        if t < 0 or n != c - 1:
+            return self._next_slow(off, c, t, n)
+        start = off + _HDR
+        self._off = off + ((_HDR + n + 63) & _ALIGN_MASK)
+        self._next_seq = seq + 1
+        return _tuple_new(Message, (seq, ts, t, self._seg_mv[start : start + n]))
+
+    def _next_slow(self, off: int, c: int, t: int, n: int) -> Message | None:
+        rec = (_HDR + n + 63) & _ALIGN_MASK
+        if n != c - 1 or t != L.PADDING_TYPE_ID or off + rec > self._segment_size:
+            raise CorruptSegmentError(
+                f"segment {self._seg.path} has a malformed record at offset {off} (commit={c}, length={n}, type={t}); "
+                "the file is damaged: restore it from a backup, or seek() past it"
+            )
+        if off + rec < self._segment_size:
+            self._off = off + rec
+            return self.next()
+        if not self._advance_segment():
+            return None
+        return self.next()
+
+    def _advance_segment(self) -> bool:
+        nxt = self._seg_id + 1
+        if self._try_map(nxt):
+            self._off = L.SEGMENT_DATA_OFFSET
+            return True
+        later = [i for i in F.list_segments(self._path) if i > nxt]
+        if later and self._try_map(later[0]):
+            log.warning("%s: segment %d is missing; skipping to segment %d", self._path, nxt, later[0])
+            self._off = L.SEGMENT_DATA_OFFSET
+            return True
+        return False
+
+    def __iter__(self) -> Iterator[Message]:
+        """Every message available now, then stop (does not wait)."""
+        while True:
+            m = self.next()
+            if m is None:
+                return
+            yield m
+
+    def available(self) -> bool:
+        """True if ``next()`` would find something (a message or a segment end) right now."""
+        return self._seg_i32[self._off >> 2] != 0
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a message may be available; True if one is, False on timeout.
+
+        Uses this reader's :class:`WaitStrategy`. Parking (the futex) happens only
+        while idle; the writer pays for a wake only when someone is parked.
+        """
+        if self._seg_i32[self._off >> 2]:
+            return True
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
+                raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+        now = _monotonic()
+        deadline = None if timeout is None else now + timeout
+        strategy = self._strategy
+        if strategy is not WaitStrategy.PARK:
+            if strategy is WaitStrategy.BUSY_SPIN:
+                spin_end = deadline
+            else:
+                spin_end = now + self._spin_time
+                if deadline is not None:
+                    spin_end = min(spin_end, deadline)
+            i32 = self._seg_i32
+            idx = self._off >> 2
+            while not i32[idx]:
+                if spin_end is not None and _monotonic() >= spin_end:
+                    break
+            else:
+                return True
+            if strategy is WaitStrategy.BUSY_SPIN:
+                return False
+        return self._park(deadline)
+
+    def _park(self, deadline: float | None) -> bool:
+        ctl = self._ctl_arr
+        while True:
+            exact = bool(self._ctl_i32[L.CTL_WRITER_FLAGS_OFFSET // 4] & L.WRITER_FLAG_ASYMMETRIC_FENCE)
+            now = _monotonic()
+            remaining = None if deadline is None else max(0.0, deadline - now)
+            slice_ = remaining if exact else (0.001 if remaining is None else min(remaining, 0.001))
+            if not self._can_park:
+                time.sleep(0.001 if slice_ is None else min(slice_, 0.001))
+            else:
+                W.register_waiter(ctl, 1)
+                try:
+                    if exact and not asymmetric_fence():
+                        slice_ = 0.001 if slice_ is None else min(slice_, 0.001)
+                    seen = W.notify_word(ctl)
+                    if self._seg_i32[self._off >> 2]:
+                        return True
+                    if slice_ is None:
+                        ts = _NO_TIMESPEC
+                    else:
+                        ts = self._timespec
+                        ts[0] = int(slice_)
+                        ts[1] = int((slice_ - int(slice_)) * 1e9)
+                    W.futex_wait(ctl, seen, ts)
+                finally:
+                    W.register_waiter(ctl, -1)
+            if self._seg_i32[self._off >> 2]:
+                return True
+            if deadline is not None and _monotonic() >= deadline:
+                return False
+
+    # -- positions, seeking -----------------------------------------------------------------
+
+    def commit(self, durable: bool = False) -> None:
+        """Persist the position after the last message returned, for this reader name.
+
+        No fsync by default (the position survives a process crash); with
+        ``durable=True`` it is flushed to disk before returning.
+        """
+        if self._pos is None:
+            self._check_open()
+            raise InvalidArgumentError("an anonymous reader (name=None) cannot commit; open it with a name")
+        gen = self._gen + 1
+        base = L.READER_SLOT0_OFFSET + (gen & 1) * L.READER_SLOT_LENGTH
+        body = _SLOT_BODY.pack(gen, self._seg_id, self._off, self._next_seq, time.time_ns(), self._epoch)
+        mv = self._pos.mv
+        mv[base : base + len(body)] = body
+        _U32.pack_into(mv, base + L.SLOT_CHECKSUM_OFFSET, zlib.crc32(body))
+        self._gen = gen
+        if durable:
+            self._pos.flush()
+
+    def seek(self, seq: int) -> bool:
+        """Position at the message with ``seq`` (or the first after it). True if ``seq`` itself is there."""
+        if isinstance(seq, bool) or not isinstance(seq, (int, np.integer)):
+            raise ArgumentTypeError(f"seek(seq) takes an int, not {type(seq).__name__}")
+        found = self._seek(R.SCAN_TO_SEQ, int(seq), 0)
+        return found and self._peek_seq() == seq
+
+    def seek_timestamp(self, timestamp_ns: int) -> bool:
+        """Position at the first message with ``timestamp_ns >=`` the target. True if one exists.
+
+        Assumes timestamps that do not go backwards (true of the default clock unless it is stepped).
+        """
+        if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, (int, np.integer)):
+            raise ArgumentTypeError(f"seek_timestamp(timestamp_ns) takes an int of ns, not {type(timestamp_ns).__name__}")
+        return self._seek(R.SCAN_TO_TIMESTAMP, int(timestamp_ns), 1)
+
+    def _peek_seq(self) -> int:
+        return struct.unpack_from("<q", self._seg_mv, self._off + L.REC_SEQ_OFFSET)[0]
+
+    def _seek(self, mode: int, target: int, key: int) -> bool:
+        self._check_open()
+        ids = F.list_segments(self._path)
+        lo, hi, start = 0, len(ids) - 1, 0
+        while lo <= hi:  # last segment whose first record is <= target
+            mid = (lo + hi) // 2
+            if not self._try_map(ids[mid]):
+                ids.pop(mid)
+                hi -= 1
+                continue
+            first = R.first_record(self._seg.arr)[key]
+            if 0 <= first <= target:
+                start, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        for sid in ids[start:]:
+            if not self._try_map(sid):
+                continue
+            st, off, _ls, _lo, _n = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, mode, target)
+            if st == 0:
+                self._set_position(sid, off, self._seq_at(off))
+                return True
+            if st == S.END_OF_SEGMENT:
+                continue
+            if st == S.CORRUPT:
+                raise CorruptSegmentError(f"segment {self._seg.path} has a malformed record at offset {off}")
+            self._set_position(sid, off, self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8])
+            return False
+        return False
+
+    def _seq_at(self, off: int) -> int:
+        return struct.unpack_from("<q", self._seg_mv, off + L.REC_SEQ_OFFSET)[0]
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    def writer_status(self, ttl: float = 1.0) -> WriterStatus:
+        """Liveness of the writer: lock held, and heartbeat younger than ``ttl`` seconds."""
+        self._check_open()
+        _check_ttl(ttl)
+        q = self._ctl_q
+        hb = q[L.CTL_HEARTBEAT_NS_OFFSET // 8]
+        age = (time.time_ns() - hb) / 1e9 if hb else math.inf
+        held = is_locked(os.path.join(self._path, L.WRITER_LOCK_NAME))
+        return WriterStatus(
+            alive=held and age <= ttl,
+            lock_held=held,
+            pid=q[L.CTL_WRITER_PID_OFFSET // 8],
+            epoch=q[L.CTL_WRITER_EPOCH_OFFSET // 8],
+            state=_STATE_NAMES.get(self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
+            heartbeat_ns=hb,
+            heartbeat_age=age,
+            ttl=float(ttl),
+        )
+
+    def detect_disconnect(self, ttl: float = 1.0) -> DisconnectReason | None:
+        """Why this reader should consider its writer gone, or None if it looks healthy.
+
+        Checks, in order: the queue deleted, this reader's segment deleted, the
+        writer dead or closed (lock free), its heartbeat older than ``ttl``
+        seconds, and a new writer epoch since open (or :meth:`acknowledge_epoch`).
+        Reports only; taking safety action is the application's job.
+        """
+        self._check_open()
+        _check_ttl(ttl)
+        if not os.path.exists(F.control_path(self._path)):
+            return DisconnectReason.QUEUE_DELETED
+        if not os.path.exists(F.segment_path(self._path, self._seg_id)):
+            return DisconnectReason.SEGMENT_MISSING
+        st = self.writer_status(ttl)
+        if not st.lock_held:
+            return DisconnectReason.WRITER_CLOSED if st.state == "closed" else DisconnectReason.WRITER_DIED
+        if st.heartbeat_age > ttl:
+            return DisconnectReason.HEARTBEAT_STALE
+        if st.epoch != self._epoch:
+            return DisconnectReason.EPOCH_CHANGED
+        return None
+
+    def acknowledge_epoch(self) -> int:
+        """Accept the current writer epoch (after handling EPOCH_CHANGED); returns it."""
+        self._check_open()
+        self._epoch = self._ctl_q[L.CTL_WRITER_EPOCH_OFFSET // 8]
+        return self._epoch
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def next_seq(self) -> int:
+        """The seq this reader expects next: last delivered + 1 (compare with ``Message.seq`` to spot gaps)."""
+        return self._next_seq
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """``(segment_id, byte_offset)`` of the next record to read."""
+        return self._seg_id, self._off
+
+    @property
+    def writer_epoch(self) -> int:
+        """The writer epoch this reader has acknowledged (set at open)."""
+        return self._epoch
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError(f"reader {self._name!r} of {self._path} is closed")
+
+    def close(self) -> None:
+        """Release the reader name and unmap. Does not commit."""
+        if self._closed:
+            return
+        self._closed = True
+        self._teardown()
+
+    def _teardown(self) -> None:
+        for m in (self._seg, self._ctl, self._pos):
+            if m is not None:
+                m.close()
+        self._seg = self._ctl = self._pos = None
+        self._seg_i32 = self._ctl_i32 = self._ctl_q = _ClosedView()
+        if self._pos_lock is not None:
+            self._pos_lock.release()
+            self._pos_lock = None
+
+    def __enter__(self) -> "QueueReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "closed" if self._closed else f"segment={self._seg_id} offset={self._off} next_seq={self._next_seq}"
+        return f"<QueueReader {self._path} name={self._name!r} {where}>"
+
+
+class _ClosedView:
+    def __getitem__(self, _key: object) -> int:
+        raise QueueClosedError("the queue reader is closed")
+
+
+def _check_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"reader name must be a str or None, not {type(name).__name__}")
+    ok = 0 < len(name) <= _MAX_NAME and all(c.isalnum() or c in "-_." for c in name) and not name.startswith(".")
+    if not ok:
+        raise InvalidArgumentError(
+            f"reader name {name!r} is invalid: use 1-{_MAX_NAME} letters, digits, '-', '_' or '.', not starting with '.'"
+        )
+    return name
+
+
+def _coerce(enum_cls: Any, value: Any, what: str) -> Any:
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise InvalidArgumentError(f"{what} must be one of {[e.value for e in enum_cls]}, got {value!r}") from None
+
+
+def _check_ttl(ttl: float) -> None:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise InvalidArgumentError(f"ttl must be a positive number of seconds, got {ttl!r}")

@@ -1,0 +1,494 @@
+"""QueueWriter: the single writer of a queue (Python face over the hot append kernels)."""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _files as F
+from ._config import Durability, WriterConfig
+from ._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    QueueClosedError,
+    WriterLockedError,
+)
+from ._housekeeping import Housekeeper
+from ._lock import FileLock, read_owner
+from ._sys import TSO, asymmetric_fence_register
+from .hot import append as K
+from .hot import layout as L
+from .hot import read as R
+from .hot import status as S
+
+log = logging.getLogger("chronicle_async")
+
+_BODY = struct.Struct(L.RECORD_BODY_FORMAT)
+_IDX_WRITE_OFFSET = L.CTL_WRITE_OFFSET_OFFSET // 8
+_IDX_NEXT_SEQ = L.CTL_NEXT_SEQ_OFFSET // 8
+_IDX_WRITE_SEGMENT = L.CTL_WRITE_SEGMENT_OFFSET // 8
+_IDX_WAITERS = L.CTL_WAITERS_OFFSET // 4
+_HDR = L.RECORD_HEADER_LENGTH
+_ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
+_time_ns = time.time_ns
+
+
+class _Closed:
+    """Stands in for the mappings after close, so the hot path needs no 'is closed' check."""
+
+    def __getitem__(self, _key: object) -> int:
+        raise QueueClosedError("the queue writer is closed")
+
+    __setitem__ = __getitem__  # type: ignore[assignment]
+
+
+_CLOSED = _Closed()
+
+
+def _as_bytes_like(payload: Any) -> Any:
+    """A byte-addressable view of ``payload`` (bytes-like or C-contiguous array), or raise."""
+    if isinstance(payload, (bytes, bytearray)):
+        return payload
+    try:
+        mv = memoryview(payload)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"payload must be bytes-like (bytes, bytearray, memoryview, numpy array), not {type(payload).__name__}"
+        ) from None
+    if not mv.c_contiguous:
+        raise InvalidArgumentError("payload must be C-contiguous; pass numpy.ascontiguousarray(payload)")
+    return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
+
+
+class QueueWriter:
+    """The one writer of a queue. Create it with :meth:`Queue.open_publisher`.
+
+    A context manager. Use it from one thread: ``append`` takes no lock. (The
+    writer's own housekeeping thread only stores the heartbeat word and, when
+    configured, flushes and applies the retention caps.)
+    """
+
+    def __init__(self, path: str | os.PathLike, config: WriterConfig | None = None):
+        if config is None:
+            config = WriterConfig()
+        if not isinstance(config, WriterConfig):
+            raise ArgumentTypeError(f"config must be a WriterConfig, not {type(config).__name__}")
+        self._path = os.path.abspath(os.fspath(path))
+        self._config = config
+        self._closed = True
+        self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED
+        self._lock: FileLock | None = None
+        self._ctl: F.Mapping | None = None
+        self._seg: F.Mapping | None = None
+        self._housekeeper: Housekeeper | None = None
+        self._io_lock = threading.Lock()  # roll / flush / close (cold paths) against the housekeeper
+        try:
+            self._open()
+        except BaseException:
+            self._teardown()
+            raise
+        self._closed = False
+
+    # -- open and recovery ------------------------------------------------------------------
+
+    def _open(self) -> None:
+        d = self._path
+        F.check_queue_dir(d, creating=True)
+        try:
+            os.makedirs(d, exist_ok=True)
+        except PermissionError as e:
+            raise F._permission_error(d, e) from None
+        lock_path = os.path.join(d, L.WRITER_LOCK_NAME)
+        self._lock = FileLock.try_acquire(lock_path)
+        if self._lock is None:
+            owner = read_owner(lock_path)
+            pid = owner[0] if owner else None
+            raise WriterLockedError(
+                f"queue {d} already has a live writer (pid {pid if pid else 'unknown'}, lock {lock_path}); "
+                "a queue has one writer at a time: stop that process, or write to another queue",
+                pid,
+            )
+        if not os.path.exists(F.control_path(d)):
+            F.create_queue(d, self._config.segment_size)
+        self._ctl, info = F.open_control(d, writable=True)
+        self._ctl_q, self._ctl_i32, self._ctl_arr = self._ctl.q, self._ctl.i32, self._ctl.arr
+        self._segment_size = info.segment_size
+        self._queue_id = info.queue_id
+        self._data_end = L.segment_data_end(self._segment_size)
+        self._max_payload = L.max_payload(self._segment_size)
+        self._recover()
+        q = self._ctl.q
+        self._epoch = q[L.CTL_WRITER_EPOCH_OFFSET // 8] + 1
+        q[L.CTL_WRITER_EPOCH_OFFSET // 8] = self._epoch
+        q[L.CTL_WRITER_PID_OFFSET // 8] = os.getpid()
+        flags = L.WRITER_FLAG_ASYMMETRIC_FENCE if asymmetric_fence_register() else 0
+        if not flags and TSO:
+            log.warning(
+                "membarrier(2) is unavailable: readers parked on %s fall back to 1 ms polling slices", d
+            )
+        self._ctl.i32[L.CTL_WRITER_FLAGS_OFFSET // 4] = flags
+        q[L.CTL_HEARTBEAT_NS_OFFSET // 8] = time.time_ns()
+        self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] = L.WRITER_STATE_OPEN
+        self._lock.write_owner(f"epoch={self._epoch}")
+        self._flushed_to = self._ctl.q[_IDX_WRITE_OFFSET]
+        self._housekeeper = Housekeeper(self)
+        self._housekeeper.start()
+
+    def _recover(self) -> None:
+        """Find the tail after any previous writer, clean or crashed, and continue after it.
+
+        Scans from the start of the hinted head segment, verifies the checksum of
+        the last committed record, and if anything past the tail is torn or dirty
+        (a crashed writer's half-written record), covers it with an end marker and
+        moves to the next segment. The next seq is the last committed seq + 1.
+        """
+        q = self._ctl.q
+        d = self._path
+        clean = self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] == L.WRITER_STATE_CLOSED
+        seq_hint = q[_IDX_NEXT_SEQ]
+        ids = F.list_segments(d)
+        seg_id = q[_IDX_WRITE_SEGMENT]
+        if seg_id not in ids:
+            older = [i for i in ids if i <= seg_id]
+            seg_id = older[-1] if older else (ids[-1] if ids else seg_id)
+            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
+        last_seq = -1
+        while True:
+            self._map_segment(seg_id)
+            st, off, lseq, loff, _count = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+            if lseq >= 0:
+                last_seq = lseq
+            if st != S.END_OF_SEGMENT:
+                break
+            seg_id += 1
+            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
+        torn = st == S.CORRUPT
+        if loff >= 0 and not self._checksum_ok(loff):
+            log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it", self._seg.path, lseq, loff)
+            torn, off, last_seq = True, loff, lseq - 1
+        if torn or (not clean and R.any_nonzero(self._seg.arr, off)):
+            log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", self._seg.path, off)
+            self._write_end_marker(off, max(last_seq + 1, 0))
+            seg_id += 1
+            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
+            self._map_segment(seg_id)
+            off = L.SEGMENT_DATA_OFFSET
+        if last_seq < 0:
+            last_seq = self._last_seq_before(seg_id, seq_hint)
+        q[_IDX_WRITE_SEGMENT] = seg_id
+        q[_IDX_WRITE_OFFSET] = off
+        q[_IDX_NEXT_SEQ] = last_seq + 1
+
+    def _last_seq_before(self, seg_id: int, seq_hint: int) -> int:
+        for sid in reversed([i for i in F.list_segments(self._path) if i < seg_id]):
+            try:
+                m = F.open_segment(self._path, sid, self._segment_size, self._queue_id, writable=False)
+            except FileNotFoundError:
+                continue
+            try:
+                _st, _off, lseq, _loff, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+            finally:
+                m.close()
+            if lseq >= 0:
+                return lseq
+        return seq_hint - 1
+
+    def _checksum_ok(self, off: int) -> bool:
+        mv = self._seg.mv
+        _t, _seq, _ts, n, ck = _BODY.unpack_from(mv, off + L.REC_TYPE_ID_OFFSET)
+        return zlib.adler32(mv[off + _HDR : off + _HDR + n]) == ck
+
+    def _map_segment(self, seg_id: int) -> None:
+        m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
+        old, self._seg = self._seg, m
+        self._seg_id = seg_id
+        self._seg_i32 = m.i32
+        self._seg_mv = m.mv
+        if old is not None:
+            old.close()
+
+    def _write_end_marker(self, off: int, seq: int) -> None:
+        """Commit a padding record from ``off`` to the end of the current segment."""
+        n = self._segment_size - off - _HDR
+        _BODY.pack_into(self._seg.mv, off + L.REC_TYPE_ID_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
+        self._commit(off, n + 1)
+
+    def _commit(self, off: int, word: int) -> None:
+        if TSO:
+            self._seg_i32[off >> 2] = word  # program order + TSO: a release store
+        else:
+            from .hot.atomics import py_store_release_i32
+
+            py_store_release_i32(self._seg.arr, off, word)
+
+    # -- appending --------------------------------------------------------------------------
+
+    def append(self, type_id: int, payload: Any, timestamp_ns: int | None = None) -> int:
+        """Append one message and return its seq.
+
+        ``payload`` is any bytes-like object (bytes, bytearray, memoryview, a
+        C-contiguous numpy array). ``timestamp_ns`` defaults to CLOCK_REALTIME
+        now, in ns. The message is visible to readers when this returns.
+        """
+        if type(payload) is not bytes:
+            payload = _as_bytes_like(payload)
+        n = len(payload)
+        q = self._ctl_q
+        off = q[_IDX_WRITE_OFFSET]
+        rec = (_HDR + n + 63) & _ALIGN_MASK
+        if off + rec > self._data_end:
+            off = self._roll_for(n)
+        if timestamp_ns is None:
+            timestamp_ns = _time_ns()
+        seq = q[_IDX_NEXT_SEQ]
+        mv = self._seg_mv
+        start = off + _HDR
+        mv[start : start + n] = payload
+        try:
+            if type_id < 0 or type_id > L.MAX_TYPE_ID:
+                raise InvalidArgumentError(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {type_id}")
+            _BODY.pack_into(mv, off + L.REC_TYPE_ID_OFFSET, type_id, seq, timestamp_ns, n, zlib.adler32(payload))
+        except (TypeError, struct.error) as e:  # nothing is committed: the slot is simply reused
+            raise ArgumentTypeError(f"append(type_id: int, payload, timestamp_ns: int | None): {e}") from None
+        if TSO:
+            self._seg_i32[off >> 2] = n + 1  # commit (see docs/format.md: commit protocol)
+        else:
+            self._commit(off, n + 1)
+        q[_IDX_WRITE_OFFSET] = off + rec
+        q[_IDX_NEXT_SEQ] = seq + 1
+        if self._ctl_i32[_IDX_WAITERS]:
+            K.wake_waiters(self._ctl_arr)
+        return seq
+
+    def append_batch(
+        self,
+        payloads: Any,
+        type_ids: int | Sequence[int] | np.ndarray = 0,
+        timestamps_ns: int | Sequence[int] | np.ndarray | None = None,
+    ) -> int:
+        """Append many messages in one call; returns the seq of the first.
+
+        ``payloads`` is a 2-D C-contiguous array (one row per message), a 1-D
+        structured array (one element per message), or a sequence of bytes-like
+        objects. ``type_ids`` and ``timestamps_ns`` are scalars or per-message
+        arrays; the default timestamp is CLOCK_REALTIME at the call, for all.
+        Messages are committed in order; one wake covers the batch.
+        """
+        data, offsets = self._batch_layout(payloads)
+        count = len(offsets) - 1
+        if count == 0:
+            return self._ctl_q[_IDX_NEXT_SEQ]
+        tids = np.broadcast_to(np.asarray(type_ids, dtype=np.int64), (count,)).astype(np.int32, copy=False)
+        if timestamps_ns is None:
+            timestamps_ns = time.time_ns()
+        tss = np.ascontiguousarray(np.broadcast_to(np.asarray(timestamps_ns, dtype=np.int64), (count,)))
+        tids = np.ascontiguousarray(tids)
+        first = self._ctl_q[_IDX_NEXT_SEQ]
+        start = 0
+        while start < count:
+            done = K.append_batch(self._seg.arr, self._ctl_arr, tids, data, offsets, tss, start)
+            if done < 0:
+                bad = start
+                if done == S.PAYLOAD_TOO_LARGE:
+                    raise PayloadTooLargeError(
+                        f"message {bad} of the batch is {offsets[bad + 1] - offsets[bad]} bytes; queue {self._path} "
+                        f"takes at most {self._max_payload} bytes per message (its segment_size is {self._segment_size}); "
+                        f"messages 0..{bad - 1} were appended"
+                    )
+                raise InvalidArgumentError(
+                    f"message {bad} of the batch has type_id {tids[bad]} outside 0..{L.MAX_TYPE_ID}; "
+                    f"messages 0..{bad - 1} were appended"
+                )
+            start += done
+            if start < count:
+                self._roll_for(int(offsets[start + 1] - offsets[start]))
+        return first
+
+    @staticmethod
+    def _batch_layout(payloads: Any) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(payloads, np.ndarray):
+            if payloads.dtype.names is not None and payloads.ndim == 1:
+                arr = np.ascontiguousarray(payloads)
+                size = arr.dtype.itemsize
+                count = arr.shape[0]
+            elif payloads.ndim == 2:
+                arr = np.ascontiguousarray(payloads)
+                size = arr.shape[1] * arr.dtype.itemsize
+                count = arr.shape[0]
+            else:
+                raise InvalidArgumentError(
+                    "append_batch: a numpy payload array must be 2-D (one row per message) or a 1-D structured array"
+                )
+            data = arr.reshape(-1).view(np.uint8) if arr.size else np.zeros(0, np.uint8)
+            return data, np.arange(count + 1, dtype=np.int64) * size
+        if isinstance(payloads, (bytes, bytearray, memoryview, str)):
+            raise ArgumentTypeError("append_batch takes a sequence of payloads; for one message use append()")
+        try:
+            parts = [p if isinstance(p, (bytes, bytearray)) else _as_bytes_like(p) for p in payloads]
+        except TypeError:
+            raise ArgumentTypeError(f"append_batch: payloads must be an array or a sequence of bytes-like, not {type(payloads).__name__}") from None
+        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        offsets = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return np.frombuffer(b"".join(parts), np.uint8), offsets
+
+    def hot_handle(self) -> K.WriterHandle:
+        """The buffers jitted code passes to ``chronicle_async.hot.append.append``.
+
+        Valid until the next roll: when the kernel returns ``SEGMENT_FULL``, leave
+        the jitted loop, call :meth:`roll`, and take a new handle.
+        """
+        self._check_open()
+        return K.WriterHandle(self._seg.arr, self._ctl_arr)
+
+    # -- rolling ----------------------------------------------------------------------------
+
+    def _roll_for(self, n: int) -> int:
+        if n > self._max_payload:
+            self._check_open()
+            raise PayloadTooLargeError(
+                f"payload of {n} bytes is too large for queue {self._path}: its segment_size "
+                f"({self._segment_size}) allows at most {self._max_payload} bytes per message; "
+                "split the message or create the queue with a larger WriterConfig(segment_size=...)"
+            )
+        self.roll()
+        return self._ctl_q[_IDX_WRITE_OFFSET]
+
+    def roll(self) -> int:
+        """End the current segment and continue in the next one; returns the new segment id.
+
+        ``append`` calls this itself. Jitted writers call it after ``SEGMENT_FULL``.
+        An existing (prepared) next segment is opened as it is, never truncated.
+        """
+        self._check_open()
+        with self._io_lock:
+            d = self._path
+            new_id = self._seg_id + 1
+            durable = self._config.durability is Durability.SYNC
+            F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
+            new = F.open_segment(d, new_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
+            q = self._ctl_q
+            off = q[_IDX_WRITE_OFFSET]
+            old = self._seg
+            # The head moves first; the end marker then tells readers to follow.
+            q[_IDX_WRITE_SEGMENT] = new_id
+            q[_IDX_WRITE_OFFSET] = L.SEGMENT_DATA_OFFSET
+            self._write_end_marker(off, q[_IDX_NEXT_SEQ])
+            if self._ctl_i32[_IDX_WAITERS]:
+                K.wake_waiters(self._ctl_arr)
+            if durable:
+                old.flush()
+            self._seg, self._seg_id, self._seg_i32, self._seg_mv = new, new_id, new.i32, new.mv
+            self._flushed_to = L.SEGMENT_DATA_OFFSET
+            old.close()
+            return new_id
+
+    # -- durability -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything appended so far to disk (msync), and return when it is there."""
+        self._check_open()
+        with self._io_lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._seg is None:
+            return
+        end = self._ctl_q[_IDX_WRITE_OFFSET]
+        self._seg.flush(min(self._flushed_to, end), end)
+        self._flushed_to = end
+        self._ctl.flush()
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def config(self) -> WriterConfig:
+        return self._config
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next append will get."""
+        self._check_open()
+        return self._ctl_q[_IDX_NEXT_SEQ]
+
+    @property
+    def epoch(self) -> int:
+        """This writer session's number (one more than the previous writer's)."""
+        return self._epoch
+
+    @property
+    def segment_id(self) -> int:
+        return self._seg_id
+
+    @property
+    def segment_size(self) -> int:
+        return self._segment_size
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload this queue accepts, in bytes."""
+        return self._max_payload
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError(f"the writer of {self._path} is closed")
+
+    def close(self) -> None:
+        """Stop housekeeping, mark the queue cleanly closed, and release the writer lock."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._housekeeper is not None:
+            self._housekeeper.stop()
+        with self._io_lock:
+            if self._config.durability is not Durability.NONE:
+                self._flush_locked()
+            if self._ctl is not None:
+                self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] = L.WRITER_STATE_CLOSED
+                if self._ctl.i32[L.CTL_WAITERS_OFFSET // 4]:
+                    K.wake_waiters(self._ctl.arr)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        for m in (self._seg, self._ctl):
+            if m is not None:
+                m.close()
+        self._seg = self._ctl = None  # type: ignore[assignment]
+        self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED  # any use raises QueueClosedError
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "QueueWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and self._housekeeper is not None:
+                self._housekeeper.stop(join=False)
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"segment={self._seg_id} next_seq={self._ctl_q[_IDX_NEXT_SEQ]}"
+        return f"<QueueWriter {self._path} epoch={getattr(self, '_epoch', '?')} {state}>"

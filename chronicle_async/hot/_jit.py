@@ -1,0 +1,42 @@
+"""The one place that sets numba options for every kernel in ``chronicle_async.hot``.
+
+Every jitted function in this package is compiled through :func:`kernel`, so the
+flags below are the only ones in force: ``nogil`` (kernels never hold the GIL),
+``cache`` (warm starts skip compilation), ``boundscheck=False`` and
+``fastmath=False`` (integer code; no reassociation surprises).
+
+numba's cache does not notice edits to intrinsics that live in another module,
+so the cache folder is keyed by :data:`KERNEL_ABI`; bump it whenever
+``atomics.py`` or ``layout.py`` changes in a way that alters generated code.
+The environment variable ``CHRONICLE_ASYNC_NO_CACHE=1`` turns caching off.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+#: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
+KERNEL_ABI = "1"
+
+_cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
+if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:
+    _base = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    _dir = _base / "chronicle_async" / f"numba-abi{KERNEL_ABI}"
+    try:
+        _dir.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(_dir)
+    except OSError:  # read-only home: numba falls back to __pycache__ next to the sources
+        pass
+
+import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is set)
+
+CACHE = _cache_env
+
+
+def kernel(fn=None, **overrides):
+    """Decorate a hot kernel: ``njit(nogil=True, cache=True, boundscheck=False, fastmath=False)``."""
+    opts = dict(nogil=True, cache=CACHE, boundscheck=False, fastmath=False, error_model="numpy")
+    opts.update(overrides)
+    if fn is None:
+        return lambda f: numba.njit(**opts)(f)
+    return numba.njit(**opts)(fn)

@@ -1,0 +1,145 @@
+"""Jitted append kernels: claim, copy, commit, and a futex wake only if someone waits.
+
+These are the writer's hot path. They are plain functions over two buffers:
+``seg`` (the current segment mapping) and ``ctl`` (the control file mapping).
+The writer's state (write offset, next seq) lives in the control file's
+writer-hot line, so Python ``append`` and jitted ``append`` interleave freely.
+
+Call them from your own ``@numba.njit`` code with a :class:`WriterHandle`
+from ``QueueWriter.hot_handle()``::
+
+    h = writer.hot_handle()
+    seq = append(h.seg, h.ctl, type_id, payload_u8, timestamp_ns)
+    if seq == SEGMENT_FULL:   # leave the jitted loop, call writer.roll(), re-enter
+        ...
+
+Nothing here allocates, locks, or makes a syscall, except ``futex_wake`` when
+the control file's waiter count is non-zero (a reader is parked).
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from . import layout as L
+from . import status
+from ._jit import kernel
+from .atomics import (
+    address_of,
+    fence_seq_cst,
+    load_plain_i64,
+    load_relaxed_i32,
+    store_plain_i32,
+    store_plain_i64,
+    store_release_i32,
+    store_release_i64,
+    store_seq_cst_i32,
+)
+from .checksum import copy_and_adler32
+from .syscalls import FUTEX_WAKE, SYS_FUTEX, WAKE_ALL, raw_syscall6
+
+#: What jitted user code needs to append: the segment and control mappings as uint8 arrays.
+WriterHandle = namedtuple("WriterHandle", ["seg", "ctl"])
+
+_ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
+
+
+@kernel(inline="always")
+def max_payload(segment_size):
+    """Jitted twin of ``layout.max_payload``."""
+    return min(
+        segment_size - L.RECORD_ALIGNMENT - L.SEGMENT_DATA_OFFSET - L.RECORD_HEADER_LENGTH,
+        L.MAX_PAYLOAD_BY_COMMIT_WORD,
+    )
+
+
+@kernel
+def wake_waiters(ctl):
+    """Bump the futex word and wake every parked reader (a syscall: only when waiters > 0)."""
+    n = load_relaxed_i32(ctl, L.CTL_NOTIFY_SEQ_OFFSET)
+    store_release_i32(ctl, L.CTL_NOTIFY_SEQ_OFFSET, n + 1)
+    raw_syscall6(SYS_FUTEX, address_of(ctl, L.CTL_NOTIFY_SEQ_OFFSET), FUTEX_WAKE, WAKE_ALL, 0, 0, 0)
+
+
+@kernel(inline="always")
+def write_record(seg, off, type_id, seq, timestamp_ns, src, src_off, n):
+    """Write one record's header (commit word excluded) and payload at ``off``."""
+    store_plain_i32(seg, off + L.REC_TYPE_ID_OFFSET, type_id)
+    store_plain_i64(seg, off + L.REC_SEQ_OFFSET, seq)
+    store_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET, timestamp_ns)
+    store_plain_i32(seg, off + L.REC_LENGTH_OFFSET, n)
+    checksum = copy_and_adler32(seg, off + L.RECORD_HEADER_LENGTH, src, src_off, n, True)
+    store_plain_i32(seg, off + L.REC_CHECKSUM_OFFSET, checksum)
+
+
+@kernel(inline="always")
+def append_from(seg, ctl, type_id, src, src_off, n, timestamp_ns):
+    """Append ``src[src_off:src_off + n]`` as one message. Returns its seq or a status code."""
+    if type_id < 0 or type_id > L.MAX_TYPE_ID:
+        return status.BAD_TYPE_ID
+    size = seg.shape[0]
+    if n > max_payload(size):
+        return status.PAYLOAD_TOO_LARGE
+    off = load_plain_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET)
+    rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
+    if off + rec > size - L.RECORD_ALIGNMENT:
+        return status.SEGMENT_FULL
+    seq = load_plain_i64(ctl, L.CTL_NEXT_SEQ_OFFSET)
+    write_record(seg, off, type_id, seq, timestamp_ns, src, src_off, n)
+    # Commit: seq_cst store = release + the StoreLoad fence the waiter check below needs.
+    store_seq_cst_i32(seg, off + L.REC_COMMIT_OFFSET, n + 1)
+    store_release_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET, off + rec)
+    store_release_i64(ctl, L.CTL_NEXT_SEQ_OFFSET, seq + 1)
+    if load_relaxed_i32(ctl, L.CTL_WAITERS_OFFSET) != 0:
+        wake_waiters(ctl)
+    return seq
+
+
+@kernel(inline="always")
+def append(seg, ctl, type_id, payload, timestamp_ns):
+    """Append a whole ``uint8`` array as one message. Returns its seq or a status code."""
+    return append_from(seg, ctl, type_id, payload, 0, payload.shape[0], timestamp_ns)
+
+
+@kernel
+def append_batch(seg, ctl, type_ids, data, offsets, timestamps, start):
+    """Append messages ``start..`` of a batch until done or the segment is full.
+
+    Message ``i`` is ``data[offsets[i]:offsets[i + 1]]`` with ``type_ids[i]`` and
+    ``timestamps[i]``. Returns how many messages were appended (possibly 0 when
+    the segment is full), or a negative status for a bad message; the caller
+    rolls and calls again from ``start + returned``. One waiter check and at
+    most one wake cover the whole batch.
+    """
+    count = len(offsets) - 1
+    size = seg.shape[0]
+    limit = size - L.RECORD_ALIGNMENT
+    off = load_plain_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET)
+    seq = load_plain_i64(ctl, L.CTL_NEXT_SEQ_OFFSET)
+    maxp = max_payload(size)
+    done = 0
+    i = start
+    while i < count:
+        type_id = type_ids[i]
+        a = offsets[i]
+        n = offsets[i + 1] - a
+        if type_id < 0 or type_id > L.MAX_TYPE_ID:
+            done = status.BAD_TYPE_ID if done == 0 else done
+            break
+        if n > maxp:
+            done = status.PAYLOAD_TOO_LARGE if done == 0 else done
+            break
+        rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
+        if off + rec > limit:
+            break
+        write_record(seg, off, type_id, seq, timestamps[i], data, a, n)
+        store_release_i32(seg, off + L.REC_COMMIT_OFFSET, n + 1)
+        off += rec
+        seq += 1
+        done += 1
+        i += 1
+    store_release_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET, off)
+    store_release_i64(ctl, L.CTL_NEXT_SEQ_OFFSET, seq)
+    fence_seq_cst()  # StoreLoad: the commits above before the waiter check below
+    if load_relaxed_i32(ctl, L.CTL_WAITERS_OFFSET) != 0:
+        wake_waiters(ctl)
+    return done

@@ -1,0 +1,249 @@
+"""Every shared-memory access of the hot path, with its memory order in its name.
+
+numba has no atomics with memory ordering, so these are ``@intrinsic`` functions
+that emit LLVM ``load atomic`` / ``store atomic`` / ``atomicrmw`` / ``fence``
+instructions on a byte offset of a ``uint8[::1]`` buffer (a mapped segment or
+control file). No other module may read or write a shared word any other way.
+
+Naming: ``<op>_<order>_<type>(buf, byte_offset[, value])``.
+
+==================  =====================================================
+order               meaning
+==================  =====================================================
+``plain``           ordinary access; only for words no other thread reads
+                    concurrently, or fields published by a later release
+``relaxed``         atomic, no ordering (LLVM ``monotonic``); safe to spin on
+``acquire``         later accesses stay after it (pairs with a release)
+``release``         earlier accesses stay before it (the commit store)
+``seq_cst``         total order; used by the waiter registration (Dekker)
+==================  =====================================================
+
+Intrinsics can only be called from jitted code. Plain Python uses the
+``py_*`` wrappers at the bottom (each a tiny jitted function, ~300 ns a call),
+which is fine for the cold paths that need a real RMW from Python (waiter
+registration before a futex park).
+
+Offsets must be naturally aligned for their type; the layout module guarantees
+that for every shared word.
+"""
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import kernel
+
+_I8P = ir.IntType(8).as_pointer()
+
+
+def _byte_ptr(context, builder, arrty, arr, offset):
+    """Pointer to ``arr.data + offset`` (bytes)."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    base = builder.bitcast(ary.data, _I8P)
+    return builder.gep(base, [offset])
+
+
+def _typed_ptr(context, builder, arrty, arr, offset, bits):
+    return builder.bitcast(_byte_ptr(context, builder, arrty, arr, offset), ir.IntType(bits).as_pointer())
+
+
+def _check_buf(buf):
+    return isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.ndim == 1
+
+
+def _make_load(bits, ordering):
+    nbty = types.int32 if bits == 32 else types.int64
+
+    @intrinsic
+    def _load(typingctx, buf, offset):
+        if not _check_buf(buf):
+            return None
+        sig = nbty(buf, types.intp)
+
+        def codegen(context, builder, signature, args):
+            arr, off = args
+            off = context.cast(builder, off, signature.args[1], types.intp)
+            ptr = _typed_ptr(context, builder, signature.args[0], arr, off, bits)
+            if ordering == "plain":
+                return builder.load(ptr, align=bits // 8)
+            return builder.load_atomic(ptr, ordering, align=bits // 8)
+
+        return sig, codegen
+
+    return _load
+
+
+def _make_store(bits, ordering):
+    nbty = types.int32 if bits == 32 else types.int64
+
+    @intrinsic
+    def _store(typingctx, buf, offset, value):
+        if not _check_buf(buf):
+            return None
+        sig = types.void(buf, types.intp, nbty)
+
+        def codegen(context, builder, signature, args):
+            arr, off, val = args
+            off = context.cast(builder, off, signature.args[1], types.intp)
+            val = context.cast(builder, val, signature.args[2], nbty)
+            ptr = _typed_ptr(context, builder, signature.args[0], arr, off, bits)
+            if ordering == "plain":
+                builder.store(val, ptr, align=bits // 8)
+            else:
+                builder.store_atomic(val, ptr, ordering, align=bits // 8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _store
+
+
+def _make_rmw(bits, op, ordering):
+    nbty = types.int32 if bits == 32 else types.int64
+
+    @intrinsic
+    def _rmw(typingctx, buf, offset, value):
+        if not _check_buf(buf):
+            return None
+        sig = nbty(buf, types.intp, nbty)
+
+        def codegen(context, builder, signature, args):
+            arr, off, val = args
+            off = context.cast(builder, off, signature.args[1], types.intp)
+            val = context.cast(builder, val, signature.args[2], nbty)
+            ptr = _typed_ptr(context, builder, signature.args[0], arr, off, bits)
+            return builder.atomic_rmw(op, ptr, val, ordering)
+
+        return sig, codegen
+
+    return _rmw
+
+
+load_plain_i32 = _make_load(32, "plain")
+load_relaxed_i32 = _make_load(32, "monotonic")
+load_acquire_i32 = _make_load(32, "acquire")
+load_seq_cst_i32 = _make_load(32, "seq_cst")
+load_plain_i64 = _make_load(64, "plain")
+load_relaxed_i64 = _make_load(64, "monotonic")
+load_acquire_i64 = _make_load(64, "acquire")
+
+store_plain_i32 = _make_store(32, "plain")
+store_relaxed_i32 = _make_store(32, "monotonic")
+store_release_i32 = _make_store(32, "release")
+store_seq_cst_i32 = _make_store(32, "seq_cst")
+store_plain_i64 = _make_store(64, "plain")
+store_release_i64 = _make_store(64, "release")
+
+fetch_add_seq_cst_i32 = _make_rmw(32, "add", "seq_cst")
+fetch_add_release_i32 = _make_rmw(32, "add", "release")
+
+
+@intrinsic
+def signal_fence_seq_cst(typingctx):
+    """Compiler-only barrier: LLVM may not move memory accesses across it (no CPU fence).
+
+    Used by the writer between its commit store and its waiter load; the CPU side of
+    that Dekker pair is supplied by the parking reader's ``membarrier`` (see docs/format.md).
+    """
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst", "singlethread")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def fence_seq_cst(typingctx):
+    """Full CPU fence (``mfence`` on x86-64, ``dmb ish`` on aarch64)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def copy_bytes(typingctx, dst, dst_offset, src, src_offset, nbytes):
+    """``memcpy(dst + dst_offset, src + src_offset, nbytes)`` with no bounds checks and no refcounting."""
+    if not (_check_buf(dst) and isinstance(src, types.Array) and src.ndim == 1):
+        return None
+    sig = types.void(dst, types.intp, src, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        d, doff, s, soff, n = args
+        dptr = _byte_ptr(context, builder, signature.args[0], d, doff)
+        sptr = _byte_ptr(context, builder, signature.args[2], s, soff)
+        cgutils.raw_memcpy(builder, dptr, sptr, n, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def address_of(typingctx, buf, offset):
+    """The virtual address of ``buf[offset]`` as an int64 (for futex syscalls)."""
+    if not isinstance(buf, types.Array):
+        return None
+    sig = types.int64(buf, types.intp)
+
+    def codegen(context, builder, signature, args):
+        arr, off = args
+        ptr = _byte_ptr(context, builder, signature.args[0], arr, off)
+        return builder.ptrtoint(ptr, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    """Spin-loop hint (``pause`` on x86-64, ``yield`` on aarch64); a no-op elsewhere."""
+    sig = types.void()
+    machine = platform.machine()
+
+    def codegen(context, builder, signature, args):
+        if machine in ("x86_64", "AMD64"):
+            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), []), "pause", "~{memory}", side_effect=True)
+            builder.call(asm, [])
+        elif machine in ("aarch64", "arm64"):
+            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), []), "yield", "~{memory}", side_effect=True)
+            builder.call(asm, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-callable wrappers (cold paths only: each call crosses numba's dispatcher, ~300 ns).
+
+
+@kernel
+def py_fetch_add_seq_cst_i32(buf, offset, value):
+    return fetch_add_seq_cst_i32(buf, offset, value)
+
+
+@kernel
+def py_load_acquire_i32(buf, offset):
+    return load_acquire_i32(buf, offset)
+
+
+@kernel
+def py_store_release_i32(buf, offset, value):
+    store_release_i32(buf, offset, value)
+
+
+@kernel
+def py_store_release_i64(buf, offset, value):
+    store_release_i64(buf, offset, value)
+
+
+@kernel
+def py_fence_seq_cst():
+    fence_seq_cst()

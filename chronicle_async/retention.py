@@ -1,0 +1,116 @@
+"""Segment retention: which segment files may be deleted, and deleting them.
+
+Safe to run beside a live writer and live readers, from any process:
+
+- the head segment (the one being written) and anything newer (prepared
+  segments) are never deleted;
+- a segment a live named reader still needs is never deleted. A reader is live
+  while its position file is locked (its process holds it open); dead readers
+  do not hold segments back. The position used is the reader's last committed
+  one, which is never ahead of what it has read;
+- the head is read from the caller (or the control file) once, before listing;
+  it only moves forward, so a stale value can only make deletion more cautious.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+from . import _files as F
+from ._lock import is_locked
+from .hot import layout as L
+
+_SLOT = struct.Struct(L.READER_SLOT_FORMAT)
+
+
+def read_reader_position(path: str) -> tuple[int, int, int, int, int] | None:
+    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of a reader file's newest valid slot."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(L.READER_FILE_LENGTH)
+    except OSError:
+        return None
+    return best_slot(data)
+
+
+def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
+    best = None
+    if len(data) < L.READER_FILE_LENGTH:
+        return None
+    for i in range(2):
+        base = L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH
+        gen, seg, off, nseq, hb, ep, ck = _SLOT.unpack_from(data, base)
+        if gen <= 0 or zlib.crc32(bytes(data[base : base + L.SLOT_CHECKSUM_OFFSET])) != ck:
+            continue
+        if best is None or gen > best[0]:
+            best = (gen, seg, off, nseq, hb, ep)
+    return None if best is None else best[1:]
+
+
+def live_reader_segments(queue_dir: str) -> dict[str, int]:
+    """Committed segment of every live named reader (lock held), by name."""
+    out: dict[str, int] = {}
+    rdir = os.path.join(queue_dir, L.READERS_DIR_NAME)
+    try:
+        names = os.listdir(rdir)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if not name.endswith(L.READER_FILE_SUFFIX):
+            continue
+        path = os.path.join(rdir, name)
+        if not is_locked(path):
+            continue
+        pos = read_reader_position(path)
+        # a live reader that never committed still needs everything from the oldest segment
+        out[name[: -len(L.READER_FILE_SUFFIX)]] = pos[0] if pos else -1
+    return out
+
+
+def cleanup_segments(
+    path: str | os.PathLike,
+    head_segment: int,
+    head_offset: int,
+    segment_size: int,
+    *,
+    max_bytes: int | None = None,
+    max_segments: int | None = None,
+) -> list[int]:
+    """Delete old segment files of the queue at ``path``; returns the deleted ids, oldest first.
+
+    Without caps, deletes every segment older than both the head and the oldest
+    segment a live named reader still needs (nothing when no reader exists).
+    With ``max_bytes`` / ``max_segments``, deletes oldest first only while the
+    files on disk exceed a cap (soft caps: live readers still win).
+    ``head_offset`` is accepted for compatibility and not needed for the rule.
+    """
+    queue_dir = os.fspath(path)
+    ids = F.list_segments(queue_dir)
+    readers = live_reader_segments(queue_dir)
+    floor = head_segment
+    for seg in readers.values():
+        floor = min(floor, seg if seg >= 0 else (ids[0] if ids else 0))
+    candidates = [i for i in ids if i < head_segment and i < floor]
+    if max_bytes is None and max_segments is None:
+        if not readers:
+            return []
+        victims = candidates
+    else:
+        victims = []
+        count, total = len(ids), len(ids) * segment_size
+        for sid in candidates:
+            over = (max_segments is not None and count > max_segments) or (max_bytes is not None and total > max_bytes)
+            if not over:
+                break
+            victims.append(sid)
+            count -= 1
+            total -= segment_size
+    deleted = []
+    for sid in victims:
+        try:
+            os.unlink(F.segment_path(queue_dir, sid))
+            deleted.append(sid)
+        except FileNotFoundError:
+            pass
+    return deleted
