@@ -20,7 +20,9 @@ demo: $(STAMP)
 	$(VENV)/bin/chronicle demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): the suite is missing"; fi; \
+	exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -390,12 +390,16 @@ def _latency_producer(
     pack = _TS.pack
     pad = bytes(size - _TS.size)
     clock, mono = time.clock_gettime_ns, time.CLOCK_MONOTONIC
+    yield_cpu = os.sched_yield
     send(pack(clock(mono)) + pad)  # hand-shake
     sync.wait(sync.go, "the consumer to receive the hand-shake")
     next_t = clock(mono)
     for _ in range(n):
         now = clock(mono)
         while now < next_t:
+            # Releases the GIL and the CPU each turn so that transport helper
+            # threads (mp.Queue feeder, ZeroMQ I/O thread) are not starved.
+            yield_cpu()
             now = clock(mono)
         send(pack(now) + pad)
         next_t = max(next_t, now) + interval_ns

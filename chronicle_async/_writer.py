@@ -38,6 +38,34 @@ _IDX_WAITERS = L.CTL_WAITERS_OFFSET // 4
 _HDR = L.RECORD_HEADER_LENGTH
 _ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
 _time_ns = time.time_ns
+_adler32 = zlib.adler32
+_pack_body = _BODY.pack_into
+_wake_waiters = K.wake_waiters
+
+#: bytes payloads up to this size are packed together with the header by one cached Struct.
+_FUSED_MAX = 4096
+_fused_pack: dict[int, Any] = {}
+
+
+def _make_fused_pack(n: int) -> Any:
+    if len(_fused_pack) > 512:  # bounded: many distinct sizes fall back to fresh Structs
+        _fused_pack.clear()
+    pack = _fused_pack[n] = struct.Struct(f"{L.RECORD_BODY_FORMAT}{n}s").pack_into
+    return pack
+
+
+class _ReleaseStoreView:
+    """On machines without total store order, commit-word stores go through a jitted release store."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: np.ndarray):
+        self._arr = arr
+
+    def __setitem__(self, index: int, value: int) -> None:
+        from .hot.atomics import py_store_release_i32
+
+        py_store_release_i32(self._arr, index * 4, value)
 
 
 class _Closed:
@@ -209,7 +237,7 @@ class QueueWriter:
         m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
         old, self._seg = self._seg, m
         self._seg_id = seg_id
-        self._seg_i32 = m.i32
+        self._seg_i32 = m.i32 if TSO else _ReleaseStoreView(m.arr)
         self._seg_mv = m.mv
         if old is not None:
             old.close()
@@ -221,12 +249,7 @@ class QueueWriter:
         self._commit(off, n + 1)
 
     def _commit(self, off: int, word: int) -> None:
-        if TSO:
-            self._seg_i32[off >> 2] = word  # program order + TSO: a release store
-        else:
-            from .hot.atomics import py_store_release_i32
-
-            py_store_release_i32(self._seg.arr, off, word)
+        self._seg_i32[off >> 2] = word  # release store (see _ReleaseStoreView for non-TSO machines)
 
     # -- appending --------------------------------------------------------------------------
 
@@ -237,34 +260,34 @@ class QueueWriter:
         C-contiguous numpy array). ``timestamp_ns`` defaults to CLOCK_REALTIME
         now, in ns. The message is visible to readers when this returns.
         """
-        if type(payload) is not bytes:
+        fused = type(payload) is bytes
+        if not fused:
             payload = _as_bytes_like(payload)
         n = len(payload)
         q = self._ctl_q
         off = q[_IDX_WRITE_OFFSET]
-        rec = (_HDR + n + 63) & _ALIGN_MASK
-        if off + rec > self._data_end:
+        end = off + ((_HDR + 63 + n) & _ALIGN_MASK)
+        if end > self._data_end:
             off = self._roll_for(n)
-        if timestamp_ns is None:
-            timestamp_ns = _time_ns()
+            end = off + ((_HDR + 63 + n) & _ALIGN_MASK)
         seq = q[_IDX_NEXT_SEQ]
         mv = self._seg_mv
-        start = off + _HDR
-        mv[start : start + n] = payload
         try:
-            if type_id < 0 or type_id > L.MAX_TYPE_ID:
-                raise InvalidArgumentError(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {type_id}")
-            _BODY.pack_into(mv, off + L.REC_TYPE_ID_OFFSET, type_id, seq, timestamp_ns, n, zlib.adler32(payload))
+            if fused and n <= _FUSED_MAX:  # header and payload in one C call
+                pack = _fused_pack.get(n) or _make_fused_pack(n)
+                pack(mv, off + 4, type_id, seq, _time_ns() if timestamp_ns is None else timestamp_ns, n, _adler32(payload), payload)
+            else:
+                mv[off + _HDR : off + _HDR + n] = payload
+                _pack_body(mv, off + 4, type_id, seq, _time_ns() if timestamp_ns is None else timestamp_ns, n, _adler32(payload))
+            if type_id < 0:
+                raise struct.error(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {type_id}")
         except (TypeError, struct.error) as e:  # nothing is committed: the slot is simply reused
-            raise ArgumentTypeError(f"append(type_id: int, payload, timestamp_ns: int | None): {e}") from None
-        if TSO:
-            self._seg_i32[off >> 2] = n + 1  # commit (see docs/format.md: commit protocol)
-        else:
-            self._commit(off, n + 1)
-        q[_IDX_WRITE_OFFSET] = off + rec
+            raise ArgumentTypeError(f"append(type_id: int 0..{L.MAX_TYPE_ID}, payload: bytes-like, timestamp_ns: int | None): {e}") from None
+        self._seg_i32[off >> 2] = n + 1  # the commit store (release: TSO, or a jitted store elsewhere)
+        q[_IDX_WRITE_OFFSET] = end
         q[_IDX_NEXT_SEQ] = seq + 1
         if self._ctl_i32[_IDX_WAITERS]:
-            K.wake_waiters(self._ctl_arr)
+            _wake_waiters(self._ctl_arr)
         return seq
 
     def append_batch(
@@ -385,7 +408,8 @@ class QueueWriter:
                 K.wake_waiters(self._ctl_arr)
             if durable:
                 old.flush()
-            self._seg, self._seg_id, self._seg_i32, self._seg_mv = new, new_id, new.i32, new.mv
+            self._seg, self._seg_id, self._seg_mv = new, new_id, new.mv
+            self._seg_i32 = new.i32 if TSO else _ReleaseStoreView(new.arr)
             self._flushed_to = L.SEGMENT_DATA_OFFSET
             old.close()
             return new_id
