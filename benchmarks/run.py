@@ -1,0 +1,72 @@
+"""Run chronicle_async's benchmarks beside the peers, several rounds, and print medians.
+
+    python -m benchmarks.run [--rounds 3] [--quick] [--out results.md] [--memory] [--startup]
+
+Every round measures chronicle_async and the peers (multiprocessing.Queue,
+os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
+ratios are meaningful even on a noisy VM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+
+from . import chronicle, peers
+from ._harness import Result, format_table, machine_info, median_of
+
+
+def _round(quick: bool) -> list[Result]:
+    return chronicle.run_all(quick=quick) + peers.run_all(quick=quick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a tenth of the messages (a smoke run)")
+    ap.add_argument("--memory", action="store_true", help="also run the 10M-message memory check")
+    ap.add_argument("--startup", action="store_true", help="also measure start-up (warm and cold numba cache)")
+    ap.add_argument("--out", help="write the markdown report here too")
+    args = ap.parse_args(argv)
+    by_name: dict[str, list[Result]] = defaultdict(list)
+    order: list[str] = []
+    t0 = time.time()
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
+        for r in _round(args.quick):
+            if r.name not in by_name:
+                order.append(r.name)
+            by_name[r.name].append(r)
+    medians = [median_of(by_name[n]) for n in order]
+    extra = []
+    if args.memory:
+        print("memory check (10M messages) ...", file=sys.stderr, flush=True)
+        extra.append(chronicle.memory_flat(1_000_000 if args.quick else 10_000_000))
+    if args.startup:
+        extra.append(chronicle.startup(fresh_cache=False))
+        extra.append(chronicle.startup(fresh_cache=True))
+    info = machine_info()
+    lines = [
+        f"Machine: {info}",
+        f"Command: python -m benchmarks.run --rounds {args.rounds}{' --quick' if args.quick else ''}",
+        f"Medians of {args.rounds} rounds; {time.time() - t0:.0f} s in all.",
+        "",
+        format_table(medians, baseline="pyzmq ipc"),
+        "",
+        "Notes per row (median round):",
+    ]
+    lines += [f"- {r.name}: {r.note}" for r in medians if r.note]
+    lines += [f"- {r.name}: {r.note}" for r in extra]
+    lines += ["", "Raw rounds (JSON):", json.dumps({n: [vars(r) for r in by_name[n]] for n in order})]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
