@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import struct
 import time
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 #: One tick: 64 bytes, decoded zero-copy with ``Message.as_array(TICK)``.
 TICK = np.dtype([("symbol", "S8"), ("price", "<f8"), ("qty", "<i8"), ("sent_ns", "<i8"), ("pad", "S32")])
 TICK_TYPE = 1
+_PRICE_OFFSET = TICK.fields["price"][1]
+_unpack_price = struct.Struct("<d").unpack_from
 BATCH = 4096
 
 
@@ -78,11 +81,11 @@ def _reader(path: str, n: int, out: "mp.Queue") -> None:
             if m.seq != expected:
                 bad += 1
             expected = m.seq + 1
-            if m.type_id == TICK_TYPE:
-                tick = m.as_array(TICK)[0]
-                if m.seq > 0 and tick["price"] != _price(m.seq):
+            if m.type_id == TICK_TYPE and m.seq > 0:
+                if _unpack_price(m.payload, _PRICE_OFFSET)[0] != 100.0 + (m.seq % 1000) * 0.01:
                     bad += 1
-                if len(sample) < 3 and m.seq > 0:
+                if len(sample) < 3:  # decode a few ticks whole, zero-copy, as a structured array
+                    tick = m.as_array(TICK)[0]
                     sample.append((m.seq, tick["symbol"].decode(), round(float(tick["price"]), 2), int(tick["qty"])))
             got += 1
         dt = time.perf_counter() - first_t
