@@ -30,15 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--startup", action="store_true", help="also measure start-up (warm and cold numba cache)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
-    by_name: dict[str, list[Result]] = defaultdict(list)
-    order: list[str] = []
+    by_name: dict[tuple[str, str], list[Result]] = defaultdict(list)
+    order: list[tuple[str, str]] = []
     t0 = time.time()
     for i in range(args.rounds):
         print(f"round {i + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
         for r in _round(args.quick):
-            if r.name not in by_name:
-                order.append(r.name)
-            by_name[r.name].append(r)
+            key = (r.name, r.kind)
+            if key not in by_name:
+                order.append(key)
+            by_name[key].append(r)
+        if args.out:  # keep finished rounds even if a later one fails
+            with open(args.out + ".rounds.json", "w") as f:
+                json.dump({f"{k[0]} [{k[1]}]": [vars(r) for r in v] for k, v in by_name.items()}, f)
     medians = [median_of(by_name[n]) for n in order]
     extra = []
     if args.memory:
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"- {r.name}: {r.note}" for r in medians if r.note]
     lines += [f"- {r.name}: {r.note}" for r in extra]
-    lines += ["", "Raw rounds (JSON):", json.dumps({n: [vars(r) for r in by_name[n]] for n in order})]
+    lines += ["", "Raw rounds (JSON):", json.dumps({f"{k[0]} [{k[1]}]": [vars(r) for r in by_name[k]] for k in order})]
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -16,7 +16,7 @@ import os
 import pathlib
 
 #: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
-KERNEL_ABI = "1"
+KERNEL_ABI = "2"
 
 _cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
 if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:

@@ -26,15 +26,15 @@ from ._jit import kernel
 from .atomics import (
     address_of,
     fence_seq_cst,
-    load_plain_i64,
-    load_relaxed_i32,
-    store_plain_i32,
-    store_plain_i64,
-    store_release_i32,
-    store_release_i64,
-    store_seq_cst_i32,
+    load_plain_i64_at,
+    load_relaxed_i32_at,
+    store_plain_i32_at,
+    store_plain_i64_at,
+    store_release_i32_at,
+    store_release_i64_at,
+    store_seq_cst_i32_at,
 )
-from .checksum import copy_and_adler32
+from .checksum import copy_and_adler32_at
 from .syscalls import FUTEX_WAKE, SYS_FUTEX, WAKE_ALL, raw_syscall6
 
 #: What jitted user code needs to append: the segment and control mappings as uint8 arrays.
@@ -52,52 +52,68 @@ def max_payload(segment_size):
     )
 
 
+@kernel(inline="always")
+def wake_at(ctl_addr):
+    """Bump the futex word and wake every parked reader (a syscall: only when waiters > 0)."""
+    word = ctl_addr + L.CTL_NOTIFY_SEQ_OFFSET
+    store_release_i32_at(word, load_relaxed_i32_at(word) + 1)
+    raw_syscall6(SYS_FUTEX, word, FUTEX_WAKE, WAKE_ALL, 0, 0, 0)
+
+
 @kernel
 def wake_waiters(ctl):
-    """Bump the futex word and wake every parked reader (a syscall: only when waiters > 0)."""
-    n = load_relaxed_i32(ctl, L.CTL_NOTIFY_SEQ_OFFSET)
-    store_release_i32(ctl, L.CTL_NOTIFY_SEQ_OFFSET, n + 1)
-    raw_syscall6(SYS_FUTEX, address_of(ctl, L.CTL_NOTIFY_SEQ_OFFSET), FUTEX_WAKE, WAKE_ALL, 0, 0, 0)
+    """``wake_at`` for Python callers holding the control mapping as an array."""
+    wake_at(address_of(ctl, 0))
 
 
 @kernel(inline="always")
-def write_record(seg, off, type_id, seq, timestamp_ns, src, src_off, n):
-    """Write one record's header (commit word excluded) and payload at ``off``."""
-    store_plain_i32(seg, off + L.REC_TYPE_ID_OFFSET, type_id)
-    store_plain_i64(seg, off + L.REC_SEQ_OFFSET, seq)
-    store_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET, timestamp_ns)
-    store_plain_i32(seg, off + L.REC_LENGTH_OFFSET, n)
-    checksum = copy_and_adler32(seg, off + L.RECORD_HEADER_LENGTH, src, src_off, n, True)
-    store_plain_i32(seg, off + L.REC_CHECKSUM_OFFSET, checksum)
+def write_record_at(rec_addr, type_id, seq, timestamp_ns, src_addr, n):
+    """Write one record's header (all but the commit word) and payload at address ``rec_addr``."""
+    store_plain_i32_at(rec_addr + L.REC_TYPE_ID_OFFSET, type_id)
+    store_plain_i64_at(rec_addr + L.REC_SEQ_OFFSET, seq)
+    store_plain_i64_at(rec_addr + L.REC_TIMESTAMP_OFFSET, timestamp_ns)
+    store_plain_i32_at(rec_addr + L.REC_LENGTH_OFFSET, n)
+    checksum = copy_and_adler32_at(rec_addr + L.RECORD_HEADER_LENGTH, src_addr, n, True)
+    store_plain_i32_at(rec_addr + L.REC_CHECKSUM_OFFSET, checksum)
+
+
+@kernel(inline="always")
+def append_at(seg_addr, seg_size, ctl_addr, type_id, src_addr, n, timestamp_ns):
+    """Append ``n`` bytes at ``src_addr`` as one message. Returns its seq or a status code.
+
+    Works on raw addresses only. Arrays flowing through inlined numba code carry
+    reference counts, and their atomic updates would cost more than the append.
+    """
+    off = load_plain_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET)
+    rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
+    if type_id < 0 or type_id > L.MAX_TYPE_ID:
+        result = status.BAD_TYPE_ID
+    elif n > max_payload(seg_size):
+        result = status.PAYLOAD_TOO_LARGE
+    elif off + rec > seg_size - L.RECORD_ALIGNMENT:
+        result = status.SEGMENT_FULL
+    else:
+        result = load_plain_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET)
+        write_record_at(seg_addr + off, type_id, result, timestamp_ns, src_addr, n)
+        # Commit: seq_cst store = release + the StoreLoad fence the waiter check below needs.
+        store_seq_cst_i32_at(seg_addr + off + L.REC_COMMIT_OFFSET, n + 1)
+        store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off + rec)
+        store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, result + 1)
+        if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+            wake_at(ctl_addr)
+    return result
 
 
 @kernel(inline="always")
 def append_from(seg, ctl, type_id, src, src_off, n, timestamp_ns):
     """Append ``src[src_off:src_off + n]`` as one message. Returns its seq or a status code."""
-    if type_id < 0 or type_id > L.MAX_TYPE_ID:
-        return status.BAD_TYPE_ID
-    size = seg.shape[0]
-    if n > max_payload(size):
-        return status.PAYLOAD_TOO_LARGE
-    off = load_plain_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET)
-    rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
-    if off + rec > size - L.RECORD_ALIGNMENT:
-        return status.SEGMENT_FULL
-    seq = load_plain_i64(ctl, L.CTL_NEXT_SEQ_OFFSET)
-    write_record(seg, off, type_id, seq, timestamp_ns, src, src_off, n)
-    # Commit: seq_cst store = release + the StoreLoad fence the waiter check below needs.
-    store_seq_cst_i32(seg, off + L.REC_COMMIT_OFFSET, n + 1)
-    store_release_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET, off + rec)
-    store_release_i64(ctl, L.CTL_NEXT_SEQ_OFFSET, seq + 1)
-    if load_relaxed_i32(ctl, L.CTL_WAITERS_OFFSET) != 0:
-        wake_waiters(ctl)
-    return seq
+    return append_at(address_of(seg, 0), seg.shape[0], address_of(ctl, 0), type_id, address_of(src, src_off), n, timestamp_ns)
 
 
 @kernel(inline="always")
 def append(seg, ctl, type_id, payload, timestamp_ns):
     """Append a whole ``uint8`` array as one message. Returns its seq or a status code."""
-    return append_from(seg, ctl, type_id, payload, 0, payload.shape[0], timestamp_ns)
+    return append_at(address_of(seg, 0), seg.shape[0], address_of(ctl, 0), type_id, address_of(payload, 0), payload.shape[0], timestamp_ns)
 
 
 @kernel
@@ -112,9 +128,12 @@ def append_batch(seg, ctl, type_ids, data, offsets, timestamps, start):
     """
     count = len(offsets) - 1
     size = seg.shape[0]
+    seg_addr = address_of(seg, 0)
+    ctl_addr = address_of(ctl, 0)
+    data_addr = address_of(data, 0)
     limit = size - L.RECORD_ALIGNMENT
-    off = load_plain_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET)
-    seq = load_plain_i64(ctl, L.CTL_NEXT_SEQ_OFFSET)
+    off = load_plain_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET)
+    seq = load_plain_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET)
     maxp = max_payload(size)
     done = 0
     i = start
@@ -131,15 +150,15 @@ def append_batch(seg, ctl, type_ids, data, offsets, timestamps, start):
         rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
         if off + rec > limit:
             break
-        write_record(seg, off, type_id, seq, timestamps[i], data, a, n)
-        store_release_i32(seg, off + L.REC_COMMIT_OFFSET, n + 1)
+        write_record_at(seg_addr + off, type_id, seq, timestamps[i], data_addr + a, n)
+        store_release_i32_at(seg_addr + off + L.REC_COMMIT_OFFSET, n + 1)
         off += rec
         seq += 1
         done += 1
         i += 1
-    store_release_i64(ctl, L.CTL_WRITE_OFFSET_OFFSET, off)
-    store_release_i64(ctl, L.CTL_NEXT_SEQ_OFFSET, seq)
+    store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off)
+    store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, seq)
     fence_seq_cst()  # StoreLoad: the commits above before the waiter check below
-    if load_relaxed_i32(ctl, L.CTL_WAITERS_OFFSET) != 0:
-        wake_waiters(ctl)
+    if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+        wake_at(ctl_addr)
     return done

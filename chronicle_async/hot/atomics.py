@@ -123,6 +123,61 @@ def _make_rmw(bits, op, ordering):
     return _rmw
 
 
+def _make_load_at(bits, ordering):
+    nbty = types.int32 if bits == 32 else (types.int64 if bits == 64 else types.uint8)
+
+    @intrinsic
+    def _load_at(typingctx, address):
+        sig = nbty(types.int64)
+
+        def codegen(context, builder, signature, args):
+            addr = context.cast(builder, args[0], signature.args[0], types.int64)
+            ptr = builder.inttoptr(addr, ir.IntType(bits).as_pointer())
+            if ordering == "plain":
+                return builder.load(ptr, align=bits // 8)
+            return builder.load_atomic(ptr, ordering, align=bits // 8)
+
+        return sig, codegen
+
+    return _load_at
+
+
+def _make_store_at(bits, ordering):
+    nbty = types.int32 if bits == 32 else (types.int64 if bits == 64 else types.uint8)
+
+    @intrinsic
+    def _store_at(typingctx, address, value):
+        sig = types.void(types.int64, nbty)
+
+        def codegen(context, builder, signature, args):
+            addr = context.cast(builder, args[0], signature.args[0], types.int64)
+            val = context.cast(builder, args[1], signature.args[1], nbty)
+            ptr = builder.inttoptr(addr, ir.IntType(bits).as_pointer())
+            if ordering == "plain":
+                builder.store(val, ptr, align=bits // 8)
+            else:
+                builder.store_atomic(val, ptr, ordering, align=bits // 8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _store_at
+
+
+# Address forms (``*_at(address)``): for kernels that take raw addresses once at entry, so no
+# array flows through inlined code (which would cost atomic refcount updates per call).
+load_plain_u8_at = _make_load_at(8, "plain")
+load_plain_i32_at = _make_load_at(32, "plain")
+load_relaxed_i32_at = _make_load_at(32, "monotonic")
+load_acquire_i32_at = _make_load_at(32, "acquire")
+load_plain_i64_at = _make_load_at(64, "plain")
+store_plain_u8_at = _make_store_at(8, "plain")
+store_plain_i32_at = _make_store_at(32, "plain")
+store_release_i32_at = _make_store_at(32, "release")
+store_seq_cst_i32_at = _make_store_at(32, "seq_cst")
+store_plain_i64_at = _make_store_at(64, "plain")
+store_release_i64_at = _make_store_at(64, "release")
+
 load_plain_i32 = _make_load(32, "plain")
 load_relaxed_i32 = _make_load(32, "monotonic")
 load_acquire_i32 = _make_load(32, "acquire")

@@ -15,7 +15,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._jit import kernel
-from .atomics import _byte_ptr
+from .atomics import address_of, load_plain_u8_at, store_plain_u8_at
 
 ADLER_MOD = 65521
 _REDUCE_EVERY = 4096  # bytes between modulo reductions; keeps a and b far below 2**63
@@ -26,20 +26,18 @@ _I64 = ir.IntType(64)
 
 
 @intrinsic
-def _copy_block32_sums(typingctx, dst, dst_off, src, src_off, do_copy):
-    """Load 32 bytes at ``src+src_off`` (optionally store them at ``dst+dst_off``).
+def _copy_block32_sums(typingctx, dst_addr, src_addr, do_copy):
+    """Load 32 bytes at address ``src_addr`` (optionally store them at ``dst_addr``).
 
     Returns ``(W << 16) | S`` with ``S = sum(d_j)`` (< 2**13) and ``W = sum(j * d_j)``.
     """
-    sig = types.int64(dst, types.intp, src, types.intp, types.boolean)
+    sig = types.int64(types.int64, types.int64, types.boolean)
 
     def codegen(context, builder, signature, args):
-        d, doff, s, soff, copy = args
-        sptr = _byte_ptr(context, builder, signature.args[2], s, soff)
-        v = builder.load(builder.bitcast(sptr, _V8.as_pointer()), align=1)
+        daddr, saddr, copy = args
+        v = builder.load(builder.inttoptr(saddr, _V8.as_pointer()), align=1)
         with builder.if_then(copy):
-            dptr = _byte_ptr(context, builder, signature.args[0], d, doff)
-            builder.store(v, builder.bitcast(dptr, _V8.as_pointer()), align=1)
+            builder.store(v, builder.inttoptr(daddr, _V8.as_pointer()), align=1)
         z = builder.zext(v, _V32)
         w = builder.mul(z, ir.Constant(_V32, list(range(32))))
         mod = builder.module
@@ -53,13 +51,13 @@ def _copy_block32_sums(typingctx, dst, dst_off, src, src_off, do_copy):
 
 
 @kernel(inline="always")
-def copy_and_adler32(dst, dst_off, src, src_off, n, do_copy):
-    """Adler-32 of ``src[src_off:src_off+n]``; if ``do_copy``, also copy it to ``dst[dst_off:]``."""
+def copy_and_adler32_at(dst_addr, src_addr, n, do_copy):
+    """Adler-32 of the ``n`` bytes at ``src_addr``; if ``do_copy``, also copy them to ``dst_addr``."""
     a = 1
     b = 0
     i = 0
     while n - i >= 32:
-        sw = _copy_block32_sums(dst, dst_off + i, src, src_off + i, do_copy)
+        sw = _copy_block32_sums(dst_addr + i, src_addr + i, do_copy)
         s = sw & 0xFFFF
         b += 32 * a + 32 * s - (sw >> 16)
         a += s
@@ -68,9 +66,9 @@ def copy_and_adler32(dst, dst_off, src, src_off, n, do_copy):
             a %= ADLER_MOD
             b %= ADLER_MOD
     while i < n:
-        x = src[src_off + i]
+        x = load_plain_u8_at(src_addr + i)
         if do_copy:
-            dst[dst_off + i] = x
+            store_plain_u8_at(dst_addr + i, x)
         a += int(x)
         b += a
         i += 1
@@ -80,4 +78,4 @@ def copy_and_adler32(dst, dst_off, src, src_off, n, do_copy):
 @kernel
 def adler32(buf, start, n):
     """Adler-32 of ``buf[start:start + n]`` (same value as ``zlib.adler32``)."""
-    return copy_and_adler32(buf, 0, buf, start, n, False)
+    return copy_and_adler32_at(0, address_of(buf, start), n, False)

@@ -9,7 +9,14 @@ from __future__ import annotations
 from . import layout as L
 from . import status
 from ._jit import kernel
-from .atomics import load_acquire_i32, load_plain_i32, load_plain_i64
+from .atomics import (
+    address_of,
+    load_acquire_i32,
+    load_acquire_i32_at,
+    load_plain_i32_at,
+    load_plain_i64,
+    load_plain_i64_at,
+)
 
 _ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
 
@@ -26,15 +33,14 @@ def peek(seg, off):
 
 
 @kernel(inline="always")
-def check_record(seg, off, commit):
+def check_record(seg_addr, size, off, commit):
     """Record length in bytes if the committed record at ``off`` is well formed, else CORRUPT."""
-    n = load_plain_i32(seg, off + L.REC_LENGTH_OFFSET)
-    if commit <= 0 or n != commit - 1:
-        return status.CORRUPT
+    n = load_plain_i32_at(seg_addr + off + L.REC_LENGTH_OFFSET)
     rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
-    if off + rec > seg.shape[0]:
-        return status.CORRUPT
-    return rec
+    result = rec
+    if commit <= 0 or n != commit - 1 or off + rec > size:
+        result = status.CORRUPT
+    return result
 
 
 @kernel
@@ -49,51 +55,86 @@ def scan(seg, off, mode, target):
     Returns ``(status, stop_offset, last_seq, last_record_offset, user_records_passed)``;
     ``last_seq`` and ``last_record_offset`` are -1 if no user record was passed.
     """
+    base = address_of(seg, 0)
+    size = seg.shape[0]
     last_seq = -1
     last_off = -1
     count = 0
-    size = seg.shape[0]
+    code = 0
     while True:
         if off >= size:
-            return status.END_OF_SEGMENT, off, last_seq, last_off, count
-        c = load_acquire_i32(seg, off)
+            code = status.END_OF_SEGMENT
+            break
+        c = load_acquire_i32_at(base + off)
         if c == 0:
-            return status.NO_DATA, off, last_seq, last_off, count
-        rec = check_record(seg, off, c)
+            code = status.NO_DATA
+            break
+        rec = check_record(base, size, off, c)
         if rec < 0:
-            return status.CORRUPT, off, last_seq, last_off, count
-        t = load_plain_i32(seg, off + L.REC_TYPE_ID_OFFSET)
-        if t == L.PADDING_TYPE_ID:
+            code = status.CORRUPT
+            break
+        if load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET) == L.PADDING_TYPE_ID:
             if off + rec >= size:
-                return status.END_OF_SEGMENT, off, last_seq, last_off, count
+                code = status.END_OF_SEGMENT
+                break
             off += rec
             continue
-        if mode == SCAN_TO_SEQ and load_plain_i64(seg, off + L.REC_SEQ_OFFSET) >= target:
-            return 0, off, last_seq, last_off, count
-        if mode == SCAN_TO_TIMESTAMP and load_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET) >= target:
-            return 0, off, last_seq, last_off, count
-        last_seq = load_plain_i64(seg, off + L.REC_SEQ_OFFSET)
+        seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
+        if mode == SCAN_TO_SEQ and seq >= target:
+            break
+        if mode == SCAN_TO_TIMESTAMP and load_plain_i64_at(base + off + L.REC_TIMESTAMP_OFFSET) >= target:
+            break
+        last_seq = seq
         last_off = off
         count += 1
         off += rec
+    return code, off, last_seq, last_off, count
 
 
 @kernel
 def first_record(seg):
     """``(seq, timestamp_ns)`` of the first user record in a segment, or ``(-1, -1)``."""
-    off = L.SEGMENT_DATA_OFFSET
-    size = seg.shape[0]
-    while off < size:
-        c = load_acquire_i32(seg, off)
+    code, off, _ls, _lo, _n = scan(seg, L.SEGMENT_DATA_OFFSET, SCAN_TO_SEQ, -(1 << 62))
+    if code != 0:
+        return -1, -1
+    return load_plain_i64(seg, off + L.REC_SEQ_OFFSET), load_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET)
+
+
+@kernel(inline="always")
+def read_next_at(seg_addr, size, off):
+    """``read_next`` on a raw segment address (no array crosses inlined code)."""
+    code = status.NO_DATA
+    nxt = off
+    seq = -1
+    ts = -1
+    t = -1
+    poff = -1
+    n = -1
+    while True:
+        c = load_acquire_i32_at(seg_addr + off)
         if c == 0:
-            return -1, -1
-        rec = check_record(seg, off, c)
+            break
+        rec = check_record(seg_addr, size, off, c)
         if rec < 0:
-            return -1, -1
-        if load_plain_i32(seg, off + L.REC_TYPE_ID_OFFSET) != L.PADDING_TYPE_ID:
-            return load_plain_i64(seg, off + L.REC_SEQ_OFFSET), load_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET)
-        off += rec
-    return -1, -1
+            code = status.CORRUPT
+            break
+        t = load_plain_i32_at(seg_addr + off + L.REC_TYPE_ID_OFFSET)
+        if t == L.PADDING_TYPE_ID:
+            if off + rec >= size:
+                code = status.END_OF_SEGMENT
+                t = -1
+                break
+            off += rec
+            nxt = off
+            continue
+        code = 0
+        nxt = off + rec
+        seq = load_plain_i64_at(seg_addr + off + L.REC_SEQ_OFFSET)
+        ts = load_plain_i64_at(seg_addr + off + L.REC_TIMESTAMP_OFFSET)
+        poff = off + L.RECORD_HEADER_LENGTH
+        n = c - 1
+        break
+    return code, nxt, seq, ts, t, poff, n
 
 
 @kernel(inline="always")
@@ -102,31 +143,10 @@ def read_next(seg, off):
 
     Returns ``(code, next_offset, seq, timestamp_ns, type_id, payload_offset, length)``
     where ``code`` is 0 for a user message, ``NO_DATA``, ``END_OF_SEGMENT`` or
-    ``CORRUPT``. Padding that does not end the segment is skipped.
+    ``CORRUPT`` (then ``next_offset`` is where the reader stopped). Padding that
+    does not end the segment is skipped.
     """
-    size = seg.shape[0]
-    while True:
-        c = load_acquire_i32(seg, off)
-        if c == 0:
-            return status.NO_DATA, off, -1, -1, -1, -1, -1
-        rec = check_record(seg, off, c)
-        if rec < 0:
-            return status.CORRUPT, off, -1, -1, -1, -1, -1
-        t = load_plain_i32(seg, off + L.REC_TYPE_ID_OFFSET)
-        if t == L.PADDING_TYPE_ID:
-            if off + rec >= size:
-                return status.END_OF_SEGMENT, off, -1, -1, -1, -1, -1
-            off += rec
-            continue
-        return (
-            0,
-            off + rec,
-            load_plain_i64(seg, off + L.REC_SEQ_OFFSET),
-            load_plain_i64(seg, off + L.REC_TIMESTAMP_OFFSET),
-            t,
-            off + L.RECORD_HEADER_LENGTH,
-            c - 1,
-        )
+    return read_next_at(address_of(seg, 0), seg.shape[0], off)
 
 
 @kernel
