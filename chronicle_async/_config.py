@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from ._errors import ArgumentTypeError, InvalidArgumentError
@@ -53,8 +54,8 @@ def _check_positive(name: str, value: object, *, allow_none: bool = False, integ
     if isinstance(value, bool) or not isinstance(value, kinds):
         want = "an int" if integer else "a number of seconds"
         raise ArgumentTypeError(f"WriterConfig.{name} must be {want}, not {type(value).__name__}")
-    if value <= 0:
-        raise InvalidArgumentError(f"WriterConfig.{name} must be > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"WriterConfig.{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class Housekeeper(threading.Thread):
         self._stop_event.set()
         if join and self.is_alive() and threading.current_thread() is not self:
             self.join(timeout=5)
+        if not self.is_alive():
+            self._ctl_q = None  # release our view of the control mapping so it can unmap
 
     def run(self) -> None:
         now = time.monotonic()

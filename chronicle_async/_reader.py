@@ -28,6 +28,7 @@ from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
 from .hot import wait as W
+from ._writer import _check_path
 from .retention import best_slot
 
 log = logging.getLogger("chronicle_async")
@@ -36,7 +37,9 @@ _BODY = struct.Struct(L.RECORD_BODY_FORMAT)
 _SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
 _U32 = struct.Struct("<I")
 _HDR = L.RECORD_HEADER_LENGTH
-_ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
+_BODY_OFFSET = L.REC_TYPE_ID_OFFSET
+_ALIGN_M1 = L.RECORD_ALIGNMENT - 1
+_ALIGN_MASK = ~_ALIGN_M1
 _NO_TIMESPEC = np.zeros(0, np.int64)
 _STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
 _MAX_NAME = 128
@@ -91,7 +94,7 @@ class QueueReader:
         spin_time: float = 20e-6,
     ):
         self._closed = True
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = _check_path(path)
         self._name = _check_name(name)
         self._start = _coerce(Start, start, "start")
         self._strategy = _coerce(WaitStrategy, wait_strategy, "wait_strategy")
@@ -236,16 +239,16 @@ class QueueReader:
         c = self._seg_i32[off >> 2]
         if not c:
             return None
-        t, seq, ts, n, _ck = _BODY.unpack_from(self._seg_mv, off + L.REC_TYPE_ID_OFFSET)
+        t, seq, ts, n, _ck = _BODY.unpack_from(self._seg_mv, off + _BODY_OFFSET)
         if t < 0 or n != c - 1:
             return self._next_slow(off, c, t, n)
         start = off + _HDR
-        self._off = off + ((_HDR + n + 63) & _ALIGN_MASK)
+        self._off = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
         self._next_seq = seq + 1
         return _tuple_new(Message, (seq, ts, t, self._seg_mv[start : start + n]))
 
     def _next_slow(self, off: int, c: int, t: int, n: int) -> Message | None:
-        rec = (_HDR + n + 63) & _ALIGN_MASK
+        rec = (_HDR + _ALIGN_M1 + n) & _ALIGN_MASK
         if n != c - 1 or t != L.PADDING_TYPE_ID or off + rec > self._segment_size:
             raise CorruptSegmentError(
                 f"segment {self._seg.path} has a malformed record at offset {off} (commit={c}, length={n}, type={t}); "
@@ -290,11 +293,11 @@ class QueueReader:
         Uses this reader's :class:`WaitStrategy`. Parking (the futex) happens only
         while idle; the writer pays for a wake only when someone is parked.
         """
-        if self._seg_i32[self._off >> 2]:
-            return True
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
                 raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+        if self._seg_i32[self._off >> 2]:
+            return True
         now = _monotonic()
         deadline = None if timeout is None else now + timeout
         strategy = self._strategy
@@ -511,11 +514,13 @@ class QueueReader:
         self._teardown()
 
     def _teardown(self) -> None:
+        # Drop our own views first: an mmap cannot close while views of it exist.
+        self._seg_i32 = self._ctl_i32 = self._ctl_q = _ClosedView()
+        self._seg_mv = self._ctl_arr = None
         for m in (self._seg, self._ctl, self._pos):
             if m is not None:
                 m.close()
         self._seg = self._ctl = self._pos = None
-        self._seg_i32 = self._ctl_i32 = self._ctl_q = _ClosedView()
         if self._pos_lock is not None:
             self._pos_lock.release()
             self._pos_lock = None

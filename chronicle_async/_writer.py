@@ -36,7 +36,10 @@ _IDX_NEXT_SEQ = L.CTL_NEXT_SEQ_OFFSET // 8
 _IDX_WRITE_SEGMENT = L.CTL_WRITE_SEGMENT_OFFSET // 8
 _IDX_WAITERS = L.CTL_WAITERS_OFFSET // 4
 _HDR = L.RECORD_HEADER_LENGTH
-_ALIGN_MASK = ~(L.RECORD_ALIGNMENT - 1)
+_BODY_OFFSET = L.REC_TYPE_ID_OFFSET
+_ALIGN_M1 = L.RECORD_ALIGNMENT - 1
+_ALIGN_MASK = ~_ALIGN_M1
+_MAX_TYPE_ID = L.MAX_TYPE_ID
 _time_ns = time.time_ns
 _adler32 = zlib.adler32
 _pack_body = _BODY.pack_into
@@ -77,7 +80,23 @@ class _Closed:
     __setitem__ = __getitem__  # type: ignore[assignment]
 
 
-_CLOSED = _Closed()
+_CLOSED: Any = _Closed()
+
+
+def _check_type_id(value: Any) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if 0 <= int(value) <= L.MAX_TYPE_ID:
+            return int(value)
+        raise InvalidArgumentError(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {value}")
+    raise ArgumentTypeError(f"type_id must be an int, not {type(value).__name__}")
+
+
+def _check_timestamp(value: Any) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if -(1 << 63) <= int(value) < (1 << 63):
+            return int(value)
+        raise InvalidArgumentError(f"timestamp_ns {value} does not fit in 64 bits")
+    raise ArgumentTypeError(f"timestamp_ns must be an int of nanoseconds or None, not {type(value).__name__}")
 
 
 def _as_bytes_like(payload: Any) -> Any:
@@ -95,6 +114,31 @@ def _as_bytes_like(payload: Any) -> Any:
     return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
 
 
+def _per_message(value: Any, count: int, name: str) -> np.ndarray:
+    """A C-contiguous int64 array of ``count`` values from a scalar or a sequence, or a typed error."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "O" and arr.size == 0):
+        raise ArgumentTypeError(f"append_batch: {name} must be an int or a sequence of ints, not {arr.dtype} values")
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != count):
+        raise InvalidArgumentError(f"append_batch: {name} has {arr.shape[0] if arr.ndim else 1} values for {count} messages")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise InvalidArgumentError(f"append_batch: {name} values must fit in 64 bits")
+    return np.ascontiguousarray(np.broadcast_to(arr.astype(np.int64), (count,)))
+
+
+def _check_path(path: Any) -> str:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"path must be a str or os.PathLike naming the queue folder, not {type(path).__name__}")
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not p:
+        raise InvalidArgumentError("path is empty: pass the queue folder")
+    return os.path.abspath(p)
+
+
 class QueueWriter:
     """The one writer of a queue. Create it with :meth:`Queue.open_publisher`.
 
@@ -108,7 +152,7 @@ class QueueWriter:
             config = WriterConfig()
         if not isinstance(config, WriterConfig):
             raise ArgumentTypeError(f"config must be a WriterConfig, not {type(config).__name__}")
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = _check_path(path)
         self._config = config
         self._closed = True
         self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED
@@ -245,7 +289,7 @@ class QueueWriter:
     def _write_end_marker(self, off: int, seq: int) -> None:
         """Commit a padding record from ``off`` to the end of the current segment."""
         n = self._segment_size - off - _HDR
-        _BODY.pack_into(self._seg.mv, off + L.REC_TYPE_ID_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
+        _BODY.pack_into(self._seg.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
         self._commit(off, n + 1)
 
     def _commit(self, off: int, word: int) -> None:
@@ -259,30 +303,37 @@ class QueueWriter:
         ``payload`` is any bytes-like object (bytes, bytearray, memoryview, a
         C-contiguous numpy array). ``timestamp_ns`` defaults to CLOCK_REALTIME
         now, in ns. The message is visible to readers when this returns.
+
+        Arguments are validated before any byte is written, so a rejected call
+        leaves nothing behind the tail.
         """
         fused = type(payload) is bytes
         if not fused:
             payload = _as_bytes_like(payload)
+        if timestamp_ns is None:
+            timestamp_ns = _time_ns()
+        elif type(timestamp_ns) is not int:
+            timestamp_ns = _check_timestamp(timestamp_ns)
+        if type(type_id) is not int or not 0 <= type_id <= _MAX_TYPE_ID:
+            type_id = _check_type_id(type_id)
         n = len(payload)
         q = self._ctl_q
         off = q[_IDX_WRITE_OFFSET]
-        end = off + ((_HDR + 63 + n) & _ALIGN_MASK)
+        end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
         if end > self._data_end:
             off = self._roll_for(n)
-            end = off + ((_HDR + 63 + n) & _ALIGN_MASK)
+            end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
         seq = q[_IDX_NEXT_SEQ]
         mv = self._seg_mv
-        try:
+        try:  # a failure here can only leave header bytes under a zero commit word: the slot is reused
             if fused and n <= _FUSED_MAX:  # header and payload in one C call
                 pack = _fused_pack.get(n) or _make_fused_pack(n)
-                pack(mv, off + 4, type_id, seq, _time_ns() if timestamp_ns is None else timestamp_ns, n, _adler32(payload), payload)
+                pack(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, _adler32(payload), payload)
             else:
+                _pack_body(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, _adler32(payload))
                 mv[off + _HDR : off + _HDR + n] = payload
-                _pack_body(mv, off + 4, type_id, seq, _time_ns() if timestamp_ns is None else timestamp_ns, n, _adler32(payload))
-            if type_id < 0:
-                raise struct.error(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {type_id}")
-        except (TypeError, struct.error) as e:  # nothing is committed: the slot is simply reused
-            raise ArgumentTypeError(f"append(type_id: int 0..{L.MAX_TYPE_ID}, payload: bytes-like, timestamp_ns: int | None): {e}") from None
+        except struct.error as e:
+            raise InvalidArgumentError(f"append: timestamp_ns {timestamp_ns} is out of range: {e}") from None
         self._seg_i32[off >> 2] = n + 1  # the commit store (release: TSO, or a jitted store elsewhere)
         q[_IDX_WRITE_OFFSET] = end
         q[_IDX_NEXT_SEQ] = seq + 1
@@ -308,11 +359,11 @@ class QueueWriter:
         count = len(offsets) - 1
         if count == 0:
             return self._ctl_q[_IDX_NEXT_SEQ]
-        tids = np.broadcast_to(np.asarray(type_ids, dtype=np.int64), (count,)).astype(np.int32, copy=False)
-        if timestamps_ns is None:
-            timestamps_ns = time.time_ns()
-        tss = np.ascontiguousarray(np.broadcast_to(np.asarray(timestamps_ns, dtype=np.int64), (count,)))
-        tids = np.ascontiguousarray(tids)
+        tids = _per_message(type_ids, count, "type_ids")
+        if tids.size and (tids.min() < 0 or tids.max() > L.MAX_TYPE_ID):
+            raise InvalidArgumentError(f"append_batch: type_ids must be in 0..{L.MAX_TYPE_ID}")
+        tids = tids.astype(np.int32)
+        tss = _per_message(time.time_ns() if timestamps_ns is None else timestamps_ns, count, "timestamps_ns")
         first = self._ctl_q[_IDX_NEXT_SEQ]
         start = 0
         while start < count:
@@ -481,6 +532,7 @@ class QueueWriter:
         self._closed = True
         if self._housekeeper is not None:
             self._housekeeper.stop()
+            self._housekeeper = None
         with self._io_lock:
             if self._config.durability is not Durability.NONE:
                 self._flush_locked()
@@ -491,11 +543,13 @@ class QueueWriter:
         self._teardown()
 
     def _teardown(self) -> None:
+        # Drop our own views first: an mmap cannot close while views of it exist.
+        self._ctl_q = self._ctl_i32 = self._seg_mv = self._seg_i32 = _CLOSED  # any use raises QueueClosedError
+        self._ctl_arr = None
         for m in (self._seg, self._ctl):
             if m is not None:
                 m.close()
         self._seg = self._ctl = None  # type: ignore[assignment]
-        self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED  # any use raises QueueClosedError
         if self._lock is not None:
             self._lock.release()
             self._lock = None

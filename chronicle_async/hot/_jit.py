@@ -14,19 +14,41 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 #: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
 KERNEL_ABI = "2"
 
 _cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
-if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:
-    _base = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-    _dir = _base / "chronicle_async" / f"numba-abi{KERNEL_ABI}"
+
+
+def _writable_dir(path: pathlib.Path) -> bool:
     try:
-        _dir.mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(_dir)
-    except OSError:  # read-only home: numba falls back to __pycache__ next to the sources
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:
+    _candidates = []
+    if os.environ.get("XDG_CACHE_HOME"):
+        _candidates.append(pathlib.Path(os.environ["XDG_CACHE_HOME"]))
+    try:
+        _candidates.append(pathlib.Path.home() / ".cache")
+    except RuntimeError:  # no home directory
         pass
+    _candidates.append(pathlib.Path(tempfile.gettempdir()) / f"chronicle_async-{os.getuid()}")
+    for _base in _candidates:
+        _dir = _base / "chronicle_async" / f"numba-abi{KERNEL_ABI}"
+        if _writable_dir(_dir):
+            os.environ["NUMBA_CACHE_DIR"] = str(_dir)
+            break
+    else:  # nowhere to cache: compile every time rather than fail at import
+        _cache_env = False
 
 import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is set)
 

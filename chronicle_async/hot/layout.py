@@ -205,7 +205,7 @@ def parse_segment_file_name(name: str) -> int | None:
     if not name.endswith(SEGMENT_SUFFIX):
         return None
     stem = name[: -len(SEGMENT_SUFFIX)]
-    if len(stem) != 12 or not stem.isdigit():
+    if len(stem) != 12 or not (stem.isascii() and stem.isdigit()):
         return None
     return int(stem)
 
