@@ -21,7 +21,8 @@ class Durability(enum.Enum):
     NONE = "none"
     #: A background thread of the writer flushes new data every ``flush_interval`` seconds.
     ASYNC = "async"
-    #: ``flush()`` is the durability point; rolls also flush the finished segment and its directory.
+    #: ``flush()`` is the durability point; each roll also flushes the finished segment, and
+    #: fsyncs the new segment file and the queue directory when the roll created the file.
     SYNC = "sync"
 
 

@@ -244,7 +244,16 @@ def create_queue(queue_dir: str, segment_size: int) -> None:
             raise _permission_error(queue_dir, e) from None
         raise
     queue_id = secrets.randbits(62) | 1
-    create_segment(queue_dir, 0, segment_size, queue_id)
+    existing = list_segments(queue_dir)
+    if existing:  # a creator died before publishing control.cq: adopt its segments, lose nothing
+        with open(segment_path(queue_dir, existing[0]), "rb") as f:
+            head = f.read(_SEG_HEADER.size)
+        if len(head) == _SEG_HEADER.size:
+            magic, version, _sid, qid, size, _c = _SEG_HEADER.unpack(head)
+            if magic == L.SEGMENT_MAGIC and version == L.SEGMENT_VERSION and not L.check_segment_size(size):
+                queue_id, segment_size = qid, size
+    if not existing:
+        create_segment(queue_dir, 0, segment_size, queue_id, durable=True)
     buf = bytearray(L.CONTROL_FILE_LENGTH)
     _CTL_IDENTITY.pack_into(
         buf, L.CTL_MAGIC_OFFSET, L.CONTROL_MAGIC, L.CONTROL_VERSION, segment_size, queue_id,
@@ -291,6 +300,10 @@ def open_control(queue_dir: str, *, writable: bool) -> tuple[Mapping, ControlInf
         raise QueueNotFoundError(f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing") from None
     except PermissionError as e:
         raise _permission_error(path, e) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise _permission_error(path, e) from None
+        raise
     try:
         size = os.fstat(fd).st_size
         if size < L.CONTROL_FILE_LENGTH:

@@ -1,8 +1,9 @@
 """The writer's housekeeping thread: heartbeat, async flush, inline retention caps.
 
 It never touches the append path: it stores the heartbeat word (its own cache
-line in the control file), and takes the writer's I/O lock only to flush or to
-delete old segments. Directory scans therefore happen here, never in ``append``.
+line in the control file), takes the writer's I/O lock to flush, and deletes
+old segments with ``cleanup_segments`` (safe beside the writer without a lock).
+Directory scans therefore happen here, never in ``append``.
 """
 from __future__ import annotations
 

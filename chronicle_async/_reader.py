@@ -20,10 +20,12 @@ from ._errors import (
     InvalidArgumentError,
     QueueClosedError,
     ReaderLockedError,
+    UnsupportedVersionError,
 )
-from ._lock import FileLock, is_locked, read_owner
+from ._lock import FileLock, is_locked
 from ._status import DisconnectReason, WriterStatus
-from ._sys import asymmetric_fence
+from ._sys import TSO, asymmetric_fence
+from .hot.syscalls import HAVE_RAW_SYSCALL
 from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
@@ -114,7 +116,7 @@ class QueueReader:
     def _open(self) -> None:
         try:
             self._ctl, info = F.open_control(self._path, writable=True)
-            self._can_park = True
+            self._can_park = HAVE_RAW_SYSCALL
         except F.QueuePermissionError:
             self._ctl, info = F.open_control(self._path, writable=False)
             self._can_park = False  # no write access to the futex word: poll instead
@@ -151,10 +153,11 @@ class QueueReader:
         path = os.path.join(rdir, self._name + L.READER_FILE_SUFFIX)
         lock = FileLock.try_acquire(path)
         if lock is None:
-            owner = read_owner(path)
+            pid = _reader_owner_pid(path)
             raise ReaderLockedError(
-                f"reader {self._name!r} of {self._path} is already open in another process; "
+                f"reader {self._name!r} of {self._path} is already open in another process (pid {pid}); "
                 "each reader name is used by one process at a time: close it there, or pick another name",
+                pid,
             )
         self._pos_lock = lock
         fd = lock._fd
@@ -170,6 +173,11 @@ class QueueReader:
             )
         self._pos = F.Mapping(path, fd, L.READER_FILE_LENGTH, writable=True)
         magic, version, _pid = struct.unpack_from(L.READER_HEADER_FORMAT, self._pos.mv, 0)
+        if magic == L.READER_MAGIC and version > L.READER_VERSION:
+            raise UnsupportedVersionError(
+                f"reader file {path} has format version {version}; this chronicle_async reads up to "
+                f"{L.READER_VERSION}: upgrade chronicle_async"
+            )
         if magic != L.READER_MAGIC or version != L.READER_VERSION:
             raise CorruptQueueError(
                 f"reader file {path} is not a valid position file (magic {magic:#x}, version {version}); "
@@ -196,7 +204,7 @@ class QueueReader:
             return False
         old, self._seg = self._seg, m
         self._seg_id = seg_id
-        self._seg_i32 = m.i32
+        self._seg_i32 = m.i32 if TSO else _AcquireLoadView(m.arr)
         self._seg_mv = m.mv
         if old is not None:
             old.close()
@@ -240,16 +248,17 @@ class QueueReader:
         if not c:
             return None
         t, seq, ts, n, _ck = _BODY.unpack_from(self._seg_mv, off + _BODY_OFFSET)
-        if t < 0 or n != c - 1:
+        end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
+        if t < 0 or n != c - 1 or end > self._segment_size:
             return self._next_slow(off, c, t, n)
         start = off + _HDR
-        self._off = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
+        self._off = end
         self._next_seq = seq + 1
         return _tuple_new(Message, (seq, ts, t, self._seg_mv[start : start + n]))
 
     def _next_slow(self, off: int, c: int, t: int, n: int) -> Message | None:
         rec = (_HDR + _ALIGN_M1 + n) & _ALIGN_MASK
-        if n != c - 1 or t != L.PADDING_TYPE_ID or off + rec > self._segment_size:
+        if n != c - 1 or t != L.PADDING_TYPE_ID or n < 0 or off + rec > self._segment_size:
             raise CorruptSegmentError(
                 f"segment {self._seg.path} has a malformed record at offset {off} (commit={c}, length={n}, type={t}); "
                 "the file is damaged: restore it from a backup, or seek() past it"
@@ -539,6 +548,29 @@ class QueueReader:
 class _ClosedView:
     def __getitem__(self, _key: object) -> int:
         raise QueueClosedError("the queue reader is closed")
+
+
+def _reader_owner_pid(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(struct.calcsize(L.READER_HEADER_FORMAT))
+        return struct.unpack(L.READER_HEADER_FORMAT, data)[2] or None
+    except (OSError, struct.error):
+        return None
+
+
+class _AcquireLoadView:
+    """On machines without total store order, commit-word loads go through a jitted acquire load."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: np.ndarray):
+        self._arr = arr
+
+    def __getitem__(self, index: int) -> int:
+        from .hot.atomics import py_load_acquire_i32
+
+        return py_load_acquire_i32(self._arr, index * 4)
 
 
 def _check_name(name: str | None) -> str | None:

@@ -161,6 +161,8 @@ class QueueWriter:
         self._seg: F.Mapping | None = None
         self._housekeeper: Housekeeper | None = None
         self._io_lock = threading.Lock()  # roll / flush / close (cold paths) against the housekeeper
+        self._unsynced: list[str] = []
+        self._dir_dirty = False
         try:
             self._open()
         except BaseException:
@@ -231,6 +233,7 @@ class QueueWriter:
             older = [i for i in ids if i <= seg_id]
             seg_id = older[-1] if older else (ids[-1] if ids else seg_id)
             F.create_segment(d, seg_id, self._segment_size, self._queue_id)
+        self._seal_predecessor(seg_id, clean)
         last_seq = -1
         while True:
             self._map_segment(seg_id)
@@ -257,6 +260,22 @@ class QueueWriter:
         q[_IDX_WRITE_SEGMENT] = seg_id
         q[_IDX_WRITE_OFFSET] = off
         q[_IDX_NEXT_SEQ] = last_seq + 1
+
+    def _seal_predecessor(self, seg_id: int, clean: bool) -> None:
+        """Give segment ``seg_id - 1`` an end marker if a crash left it without one."""
+        prev = seg_id - 1
+        if prev < 0 or not os.path.exists(F.segment_path(self._path, prev)):
+            return
+        m = F.open_segment(self._path, prev, self._segment_size, self._queue_id, writable=True)
+        try:
+            st, off, lseq, _lo, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+            if st != S.END_OF_SEGMENT:
+                log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", self._path, prev, off)
+                n = self._segment_size - off - _HDR
+                _BODY.pack_into(m.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, max(lseq + 1, 0), time.time_ns(), n, 0)
+                (m.i32 if TSO else _ReleaseStoreView(m.arr))[off >> 2] = n + 1
+        finally:
+            m.close()
 
     def _last_seq_before(self, seg_id: int, seq_hint: int) -> int:
         for sid in reversed([i for i in F.list_segments(self._path) if i < seg_id]):
@@ -451,14 +470,18 @@ class QueueWriter:
             q = self._ctl_q
             off = q[_IDX_WRITE_OFFSET]
             old = self._seg
-            # The head moves first; the end marker then tells readers to follow.
+            # The end marker goes first: a crash after it leaves a segment that recovery and
+            # readers both follow to N+1 (which exists). Then the head moves.
+            self._write_end_marker(off, q[_IDX_NEXT_SEQ])
             q[_IDX_WRITE_SEGMENT] = new_id
             q[_IDX_WRITE_OFFSET] = L.SEGMENT_DATA_OFFSET
-            self._write_end_marker(off, q[_IDX_NEXT_SEQ])
             if self._ctl_i32[_IDX_WAITERS]:
                 K.wake_waiters(self._ctl_arr)
             if durable:
                 old.flush()
+            else:
+                self._unsynced.append(old.path)  # flush() will fdatasync it
+            self._dir_dirty = True
             self._seg, self._seg_id, self._seg_mv = new, new_id, new.mv
             self._seg_i32 = new.i32 if TSO else _ReleaseStoreView(new.arr)
             self._flushed_to = L.SEGMENT_DATA_OFFSET
@@ -476,10 +499,23 @@ class QueueWriter:
     def _flush_locked(self) -> None:
         if self._seg is None:
             return
+        for path in self._unsynced:  # segments finished since the last flush
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # deleted by retention meanwhile: nothing to keep
+                continue
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
         end = self._ctl_q[_IDX_WRITE_OFFSET]
         self._seg.flush(min(self._flushed_to, end), end)
         self._flushed_to = end
         self._ctl.flush()
+        if self._dir_dirty:  # new segment files' directory entries
+            F.fsync_dir(self._path)
+            self._dir_dirty = False
 
     # -- properties -------------------------------------------------------------------------
 

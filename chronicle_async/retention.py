@@ -8,8 +8,8 @@ Safe to run beside a live writer and live readers, from any process:
   while its position file is locked (its process holds it open); dead readers
   do not hold segments back. The position used is the reader's last committed
   one, which is never ahead of what it has read;
-- the head is read from the caller (or the control file) once, before listing;
-  it only moves forward, so a stale value can only make deletion more cautious.
+- the head comes from the caller, read once before listing; the head only
+  moves forward, so a stale value can only make deletion more cautious.
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from .atomics import (
     fence_seq_cst,
     load_plain_i64_at,
     load_relaxed_i32_at,
+    load_seq_cst_i32_at,
     store_plain_i32_at,
     store_plain_i64_at,
     store_release_i32_at,
@@ -95,11 +96,12 @@ def append_at(seg_addr, seg_size, ctl_addr, type_id, src_addr, n, timestamp_ns):
     else:
         result = load_plain_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET)
         write_record_at(seg_addr + off, type_id, result, timestamp_ns, src_addr, n)
-        # Commit: seq_cst store = release + the StoreLoad fence the waiter check below needs.
+        # Commit: a seq_cst store, paired with the seq_cst waiter load below, orders the two
+        # (xchg + mov on x86-64, stlr + ldar on aarch64): the Dekker half of the wake protocol.
         store_seq_cst_i32_at(seg_addr + off + L.REC_COMMIT_OFFSET, n + 1)
         store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off + rec)
         store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, result + 1)
-        if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+        if load_seq_cst_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
             wake_at(ctl_addr)
     return result
 

@@ -170,6 +170,7 @@ load_plain_u8_at = _make_load_at(8, "plain")
 load_plain_i32_at = _make_load_at(32, "plain")
 load_relaxed_i32_at = _make_load_at(32, "monotonic")
 load_acquire_i32_at = _make_load_at(32, "acquire")
+load_seq_cst_i32_at = _make_load_at(32, "seq_cst")
 load_plain_i64_at = _make_load_at(64, "plain")
 store_plain_u8_at = _make_store_at(8, "plain")
 store_plain_i32_at = _make_store_at(32, "plain")
@@ -195,22 +196,6 @@ store_release_i64 = _make_store(64, "release")
 
 fetch_add_seq_cst_i32 = _make_rmw(32, "add", "seq_cst")
 fetch_add_release_i32 = _make_rmw(32, "add", "release")
-
-
-@intrinsic
-def signal_fence_seq_cst(typingctx):
-    """Compiler-only barrier: LLVM may not move memory accesses across it (no CPU fence).
-
-    Used by the writer between its commit store and its waiter load; the CPU side of
-    that Dekker pair is supplied by the parking reader's ``membarrier`` (see docs/format.md).
-    """
-    sig = types.void()
-
-    def codegen(context, builder, signature, args):
-        builder.fence("seq_cst", "singlethread")
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 @intrinsic

@@ -24,7 +24,7 @@ Control file (``control.cq``), four 128-byte lines, grouped by who writes them::
          +---------------+--------------+-------+-------+--------------+
    128   | write_segment | write_offset | next_seq     | (pad to 256)     writer-hot: every append
          +---------------+--------------+--------------+
-   256   | heartbeat_ns  | (pad to 384)                                  writer heartbeat thread
+   256   | heartbeat_ns  | (pad to 384)                                  writer's housekeeping thread
          +---------------+
    384   |notify |waiters| (pad to 512)                                  futex word + waiter count
          +-------+-------+
@@ -197,7 +197,7 @@ def segment_file_name(segment_id: int) -> str:
 
 def segment_temp_name(segment_id: int, tag: str) -> str:
     """Name of a segment file still being prepared (published later by hard link)."""
-    return f"{segment_file_name(segment_id)}{SEGMENT_TEMP_SUFFIX}-{tag}"
+    return f"{segment_id:012d}{SEGMENT_TEMP_SUFFIX}-{tag}"
 
 
 def parse_segment_file_name(name: str) -> int | None:

@@ -2,8 +2,8 @@
 
 The syscall is issued with inline assembly (no libc, no ctypes pointer), so
 kernels that use it stay cacheable. Only x86-64 and aarch64 are supported; on
-any other machine :data:`HAVE_RAW_SYSCALL` is False and callers fall back to
-the Python side (``chronicle_async._sys``).
+any other machine :data:`HAVE_RAW_SYSCALL` is False, the kernels return
+``-ENOSYS``, and readers wait by polling in 1 ms sleeps instead of parking.
 
 The futex word lives in a MAP_SHARED file mapping, so the non-private ops are
 used (``FUTEX_WAIT``/``FUTEX_WAKE``): waiters and wakers are in different
