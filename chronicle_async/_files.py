@@ -300,6 +300,8 @@ def open_control(queue_dir: str, *, writable: bool) -> tuple[Mapping, ControlInf
         raise QueueNotFoundError(f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing") from None
     except PermissionError as e:
         raise _permission_error(path, e) from None
+    except IsADirectoryError:
+        raise CorruptQueueError(f"{path} is a folder, not a control file; move it aside (this is not a valid queue)") from None
     except OSError as e:
         if e.errno == errno.EROFS:
             raise _permission_error(path, e) from None

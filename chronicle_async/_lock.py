@@ -19,7 +19,7 @@ import os
 import struct
 import weakref
 
-from ._errors import QueuePermissionError
+from ._errors import CorruptQueueError, QueuePermissionError
 
 # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
 _FLOCK = struct.Struct("hhxxxxqqixxxx")
@@ -66,6 +66,8 @@ class FileLock:
                 f"cannot create or open lock file {path}: {e.strerror}; "
                 "run as a user who may write to the queue directory"
             ) from None
+        except (IsADirectoryError, NotADirectoryError):
+            raise CorruptQueueError(f"{path} is not a regular file; move it aside so the lock can be taken") from None
         try:
             fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
         except OSError as e:

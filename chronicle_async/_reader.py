@@ -131,6 +131,7 @@ class QueueReader:
             seg, off, nseq = saved
             if self._try_map(seg):
                 self._set_position(seg, off, nseq)
+                self._revalidate_position()
                 return
             log.warning(
                 "reader %r of %s: its committed segment %d was deleted; starting at the earliest data (seqs will show the gap)",
@@ -150,6 +151,8 @@ class QueueReader:
             os.makedirs(rdir, exist_ok=True)
         except PermissionError as e:
             raise F._permission_error(rdir, e) from None
+        except (FileExistsError, NotADirectoryError):
+            raise CorruptQueueError(f"{rdir} is not a folder; move it aside so reader positions can be kept there") from None
         path = os.path.join(rdir, self._name + L.READER_FILE_SUFFIX)
         lock = FileLock.try_acquire(path)
         if lock is None:
@@ -214,16 +217,50 @@ class QueueReader:
         self._off = off
         self._next_seq = next_seq
 
+    def _revalidate_position(self) -> None:
+        """Make sure a saved position is still on a record boundary at or before the tail.
+
+        Recovery after a torn write may have covered records this reader had already
+        read with an end marker; a position inside that padding would never see data.
+        """
+        st, stop, _ls, _lo, _n = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_SEQ, self._next_seq)
+        if st == 0 or stop >= self._off:
+            return  # the saved offset lies on or before the first record still to read: fine
+        if st == S.END_OF_SEGMENT:
+            log.warning("reader %r of %s: its position was covered by recovery; continuing after the end marker",
+                        self._name, self._path)
+            self._off = stop  # next() follows the end marker to the next segment
+        else:
+            log.warning("reader %r of %s: its position is past the recovered tail; moving back to the tail",
+                        self._name, self._path)
+            self._off = stop
+
     def _seek_earliest(self) -> None:
         for sid in F.list_segments(self._path):
             if self._try_map(sid):
-                self._set_position(sid, L.SEGMENT_DATA_OFFSET, self._first_seq_or_hint())
+                self._set_position(sid, L.SEGMENT_DATA_OFFSET, self._first_seq_or_hint(sid))
                 return
         raise CorruptSegmentError(f"queue {self._path} has no segment files; its data was deleted")
 
-    def _first_seq_or_hint(self) -> int:
+    def _first_seq_or_hint(self, from_segment: int) -> int:
+        """Seq of the first message at or after ``from_segment`` (the writer's next seq if none)."""
         seq, _ts = R.first_record(self._seg.arr)
-        return seq if seq >= 0 else self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8]
+        if seq >= 0:
+            return seq
+        for sid in F.list_segments(self._path):
+            if sid <= from_segment:
+                continue
+            try:
+                m = F.open_segment(self._path, sid, self._segment_size, self._queue_id, writable=False)
+            except FileNotFoundError:
+                continue
+            try:
+                seq, _ts = R.first_record(m.arr)
+            finally:
+                m.close()
+            if seq >= 0:
+                return seq
+        return self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8]
 
     def _seek_tail(self) -> None:
         sid = self._ctl_q[L.CTL_WRITE_SEGMENT_OFFSET // 8]
@@ -410,7 +447,9 @@ class QueueReader:
                 hi -= 1
                 continue
             first = R.first_record(self._seg.arr)[key]
-            if 0 <= first <= target:
+            # seqs are unique; timestamps may repeat across a segment boundary, so for them
+            # start in the last segment that begins strictly before the target.
+            if 0 <= first and (first <= target if mode == R.SCAN_TO_SEQ else first < target):
                 start, lo = mid, mid + 1
             else:
                 hi = mid - 1

@@ -395,6 +395,8 @@ class QueueWriter:
                         f"takes at most {self._max_payload} bytes per message (its segment_size is {self._segment_size}); "
                         f"messages 0..{bad - 1} were appended"
                     )
+                if done == S.STALE_HANDLE:
+                    raise QueueClosedError(f"the writer of {self._path} lost its head segment mapping")
                 raise InvalidArgumentError(
                     f"message {bad} of the batch has type_id {tids[bad]} outside 0..{L.MAX_TYPE_ID}; "
                     f"messages 0..{bad - 1} were appended"

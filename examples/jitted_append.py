@@ -18,7 +18,7 @@ import numpy as np
 from chronicle_async import Queue, WriterConfig
 from chronicle_async.hot.append import append
 from chronicle_async.hot.atomics import store_plain_i64
-from chronicle_async.hot.status import SEGMENT_FULL
+from chronicle_async.hot.status import SEGMENT_FULL, STALE_HANDLE
 
 
 @numba.njit(nogil=True, cache=True)
@@ -27,8 +27,8 @@ def produce(seg, ctl, first, count, payload, t0_ns):
     for i in range(first, count):
         store_plain_i64(payload, 0, i)  # the payload carries its own index in bytes 0..7
         seq = append(seg, ctl, 7, payload, t0_ns + i)
-        if seq == SEGMENT_FULL:
-            return i - first
+        if seq == SEGMENT_FULL or seq == STALE_HANDLE:
+            return i - first  # back to Python: roll (if full) and take a fresh handle
         if seq < 0:  # any other status is a bug in the caller (bad type id, payload too large)
             return seq
     return count - first

@@ -17,7 +17,7 @@ import pathlib
 import tempfile
 
 #: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
-KERNEL_ABI = "2"
+KERNEL_ABI = "4"
 
 _cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
 
@@ -33,7 +33,8 @@ def _writable_dir(path: pathlib.Path) -> bool:
         return False
 
 
-if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:
+_user_cache_dir = "NUMBA_CACHE_DIR" in os.environ
+if _cache_env and not _user_cache_dir:
     _candidates = []
     if os.environ.get("XDG_CACHE_HOME"):
         _candidates.append(pathlib.Path(os.environ["XDG_CACHE_HOME"]))
@@ -51,6 +52,13 @@ if _cache_env and "NUMBA_CACHE_DIR" not in os.environ:
         _cache_env = False
 
 import numba  # noqa: E402  (must come after NUMBA_CACHE_DIR is set)
+
+# numba reads NUMBA_CACHE_DIR when it is first imported; if the application imported numba
+# before us, set its config directly. Every cache=True function of the process (the user's
+# kernels that inline ours included) is then cached under the KERNEL_ABI-keyed folder, so
+# upgrading chronicle_async never serves machine code built against older kernels.
+if _cache_env and not _user_cache_dir and os.environ.get("NUMBA_CACHE_DIR"):
+    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
 CACHE = _cache_env
 

@@ -12,6 +12,8 @@ from ``QueueWriter.hot_handle()``::
     seq = append(h.seg, h.ctl, type_id, payload_u8, timestamp_ns)
     if seq == SEGMENT_FULL:   # leave the jitted loop, call writer.roll(), re-enter
         ...
+    if seq == STALE_HANDLE:   # something rolled since the handle was taken: take a new one
+        ...
 
 Nothing here allocates, locks, or makes a syscall, except ``futex_wake`` when
 the control file's waiter count is non-zero (a reader is parked).
@@ -26,14 +28,13 @@ from ._jit import kernel
 from .atomics import (
     address_of,
     fence_seq_cst,
+    signal_fence_seq_cst,
     load_plain_i64_at,
     load_relaxed_i32_at,
-    load_seq_cst_i32_at,
     store_plain_i32_at,
     store_plain_i64_at,
     store_release_i32_at,
     store_release_i64_at,
-    store_seq_cst_i32_at,
 )
 from .checksum import copy_and_adler32_at
 from .syscalls import FUTEX_WAKE, SYS_FUTEX, WAKE_ALL, raw_syscall6
@@ -87,7 +88,9 @@ def append_at(seg_addr, seg_size, ctl_addr, type_id, src_addr, n, timestamp_ns):
     """
     off = load_plain_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET)
     rec = (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
-    if type_id < 0 or type_id > L.MAX_TYPE_ID:
+    if load_plain_i64_at(seg_addr + L.SEG_ID_OFFSET) != load_plain_i64_at(ctl_addr + L.CTL_WRITE_SEGMENT_OFFSET):
+        result = status.STALE_HANDLE
+    elif type_id < 0 or type_id > L.MAX_TYPE_ID:
         result = status.BAD_TYPE_ID
     elif n > max_payload(seg_size):
         result = status.PAYLOAD_TOO_LARGE
@@ -96,12 +99,14 @@ def append_at(seg_addr, seg_size, ctl_addr, type_id, src_addr, n, timestamp_ns):
     else:
         result = load_plain_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET)
         write_record_at(seg_addr + off, type_id, result, timestamp_ns, src_addr, n)
-        # Commit: a seq_cst store, paired with the seq_cst waiter load below, orders the two
-        # (xchg + mov on x86-64, stlr + ldar on aarch64): the Dekker half of the wake protocol.
-        store_seq_cst_i32_at(seg_addr + off + L.REC_COMMIT_OFFSET, n + 1)
+        # Commit: a release store. The waiter check after it needs StoreLoad order against a
+        # parking reader; the compiler barrier keeps program order here and the reader's
+        # membarrier(GLOBAL_EXPEDITED) supplies the CPU fence (docs/format.md, "Waking").
+        store_release_i32_at(seg_addr + off + L.REC_COMMIT_OFFSET, n + 1)
         store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off + rec)
         store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, result + 1)
-        if load_seq_cst_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+        signal_fence_seq_cst()
+        if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
             wake_at(ctl_addr)
     return result
 
@@ -139,6 +144,9 @@ def append_batch(seg, ctl, type_ids, data, offsets, timestamps, start):
     maxp = max_payload(size)
     done = 0
     i = start
+    if load_plain_i64_at(seg_addr + L.SEG_ID_OFFSET) != load_plain_i64_at(ctl_addr + L.CTL_WRITE_SEGMENT_OFFSET):
+        i = count
+        done = status.STALE_HANDLE
     while i < count:
         type_id = type_ids[i]
         a = offsets[i]

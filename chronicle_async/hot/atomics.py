@@ -199,6 +199,22 @@ fetch_add_release_i32 = _make_rmw(32, "add", "release")
 
 
 @intrinsic
+def signal_fence_seq_cst(typingctx):
+    """Compiler-only barrier: LLVM may not move memory accesses across it (no CPU fence).
+
+    The writer puts it between its commit store and its waiter-count load; the CPU
+    half of that Dekker pair is the parking reader's ``membarrier`` (docs/format.md).
+    """
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst", "singlethread")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def fence_seq_cst(typingctx):
     """Full CPU fence (``mfence`` on x86-64, ``dmb ish`` on aarch64)."""
     sig = types.void()

@@ -17,6 +17,9 @@ END_OF_SEGMENT = -5
 CORRUPT = -6
 #: A ``type_id`` outside 0..MAX_TYPE_ID was given: reject it.
 BAD_TYPE_ID = -7
+#: The handle's segment is no longer the writer's head (a roll happened): take a new
+#: handle with ``QueueWriter.hot_handle()`` and retry. Nothing was written.
+STALE_HANDLE = -8
 
 NAMES = {
     SEGMENT_FULL: "SEGMENT_FULL",
@@ -25,4 +28,5 @@ NAMES = {
     END_OF_SEGMENT: "END_OF_SEGMENT",
     CORRUPT: "CORRUPT",
     BAD_TYPE_ID: "BAD_TYPE_ID",
+    STALE_HANDLE: "STALE_HANDLE",
 }

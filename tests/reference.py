@@ -1,0 +1,118 @@
+"""A pure-Python reference model of a chronicle_async queue, for model-based tests.
+
+The model knows nothing about files, segments or offsets: a queue is a list of
+messages whose seq is their index, named readers have a committed position
+that survives reopening, and readers deliver messages in order. The real queue
+must behave the same whatever its segment size or how often it rolls.
+
+Semantics modelled (from the public docs):
+
+- ``append`` returns the next seq; seqs start at 0 and are contiguous, also
+  across writer sessions (a reopened writer continues at last seq + 1);
+- ``append_batch`` appends in order and returns the seq of the first;
+- a reader's position is the seq it delivers next. ``next()`` returns the
+  message there or None when it has caught up;
+- ``commit()`` stores a named reader's position; a named reader reopened with
+  ``Start.COMMITTED`` resumes there (the earliest data if it never committed),
+  so anything read but not committed is delivered again (at-least-once);
+- anonymous readers cannot commit; ``Start.EARLIEST`` opens at the first
+  message, ``Start.LATEST`` at the tail, ``Start.COMMITTED`` without a commit
+  is the earliest data;
+- ``seek(seq)`` positions at ``seq`` (clamped into ``0..len``) and is True only
+  if that very message exists; ``seek_timestamp(ts)`` positions at the first
+  message with ``timestamp_ns >= ts`` (True) or at the tail (False).
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+COMMITTED, EARLIEST, LATEST = "committed", "earliest", "latest"
+
+
+class RefMessage(NamedTuple):
+    seq: int
+    timestamp_ns: int
+    type_id: int
+    payload: bytes
+
+
+class AnonymousCommit(Exception):
+    """The model's counterpart of InvalidArgumentError from an anonymous reader's commit()."""
+
+
+@dataclass
+class ReferenceQueue:
+    messages: list[RefMessage] = field(default_factory=list)
+    commits: dict[str, int] = field(default_factory=dict)
+    writer_epoch: int = 0
+
+    @property
+    def next_seq(self) -> int:
+        return len(self.messages)
+
+    def open_writer(self) -> int:
+        """A writer session opens (the first creates the queue); returns its epoch."""
+        self.writer_epoch += 1
+        return self.writer_epoch
+
+    def append(self, type_id: int, payload: bytes, timestamp_ns: int) -> int:
+        seq = len(self.messages)
+        self.messages.append(RefMessage(seq, timestamp_ns, type_id, bytes(payload)))
+        return seq
+
+    def append_batch(self, payloads: list[bytes], type_ids: list[int], timestamps_ns: list[int]) -> int:
+        first = len(self.messages)
+        for p, t, ts in zip(payloads, type_ids, timestamps_ns):
+            self.append(t, p, ts)
+        return first
+
+    def open_reader(self, name: str | None, start: str = COMMITTED) -> "ReferenceReader":
+        if start == LATEST:
+            pos = self.next_seq
+        elif start == COMMITTED and name is not None:
+            pos = self.commits.get(name, 0)
+        else:
+            pos = 0
+        return ReferenceReader(self, name, pos)
+
+
+@dataclass
+class ReferenceReader:
+    queue: ReferenceQueue
+    name: str | None
+    position: int
+
+    @property
+    def next_seq(self) -> int:
+        return self.position
+
+    def next(self) -> RefMessage | None:
+        if self.position < len(self.queue.messages):
+            m = self.queue.messages[self.position]
+            self.position += 1
+            return m
+        return None
+
+    def drain(self) -> list[RefMessage]:
+        out = []
+        while (m := self.next()) is not None:
+            out.append(m)
+        return out
+
+    def commit(self) -> None:
+        if self.name is None:
+            raise AnonymousCommit("an anonymous reader cannot commit")
+        self.queue.commits[self.name] = self.position
+
+    def seek(self, seq: int) -> bool:
+        n = len(self.queue.messages)
+        self.position = min(max(seq, 0), n)
+        return 0 <= seq < n
+
+    def seek_timestamp(self, timestamp_ns: int) -> bool:
+        stamps = [m.timestamp_ns for m in self.queue.messages]
+        i = bisect.bisect_left(stamps, timestamp_ns)  # timestamps never go backwards
+        self.position = i
+        return i < len(stamps)
