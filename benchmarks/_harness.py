@@ -301,7 +301,7 @@ def _module_version(name: str) -> str | None:
     return str(getattr(mod, "__version__", "unknown"))
 
 
-def machine_info() -> dict[str, str | int | None]:
+def machine_info() -> dict[str, str | int | float | None]:
     """Describe the machine the benchmarks ran on."""
     return {
         "cpu": _cpu_model(),
@@ -310,4 +310,13 @@ def machine_info() -> dict[str, str | int | None]:
         "python": platform.python_version(),
         "numpy": _module_version("numpy"),
         "numba": _module_version("numba"),
+        "loadavg_1m": _loadavg_1m(),
     }
+
+
+def _loadavg_1m() -> float | None:
+    """1-minute load average (a hint that the machine was busy), if known."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

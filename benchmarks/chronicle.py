@@ -32,7 +32,13 @@ def _fresh_dir(tag: str) -> str:
 # jitted kernels used by the benchmarks (user-style code calling the public hot kernels)
 
 from chronicle_async.hot.append import append as _append  # noqa: E402
-from chronicle_async.hot.atomics import cpu_relax, store_plain_i64  # noqa: E402
+from chronicle_async.hot.atomics import (  # noqa: E402
+    cpu_relax,
+    load_acquire_i64,
+    load_plain_i64,
+    store_plain_i64,
+    store_release_i64,
+)
 from chronicle_async.hot.clock import rdtsc  # noqa: E402
 from chronicle_async.hot.read import read_next  # noqa: E402
 from chronicle_async.hot.status import NO_DATA  # noqa: E402
@@ -198,8 +204,8 @@ def _open_reader_when_ready(d: str):
 def _w_jit_stream(d: str, n: int, go, out) -> None:
     from chronicle_async import Queue, WriterConfig
 
-    pin(0)
     with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
+        pin(0)  # after open: the housekeeping thread keeps its own CPUs, off the hot core
         h = w.hot_handle()
         p = np.zeros(PAYLOAD, np.uint8)
         _jit_produce(h.seg, h.ctl, 0, p)
@@ -219,40 +225,54 @@ def _r_jit_stream(d: str, n: int, ready, out) -> None:
     out.put(("end", time.clock_gettime_ns(time.CLOCK_MONOTONIC), got, bad))
 
 
-def jit_stream_throughput(n: int = 5_000_000) -> Result:
-    """Jitted writer process -> jitted reader process, one pre-faulted 1 GiB segment."""
+def _run_pair(writer, wargs: tuple, reader, rargs: tuple, results: int) -> list:
+    """Start a writer and a reader process (spawn), collect ``results`` items from their queue.
+
+    Each target gets ``(*args, event, queue)``: the reader sets the event when it is
+    ready, the writer waits for it. Both processes are joined, or killed if stuck.
+    """
     ctx = spawn_ctx()
-    d = _fresh_dir("jitstream")
-    os.rmdir(d)
     out = ctx.Queue()
     go = ctx.Event()
-    wp = ctx.Process(target=_w_jit_stream, args=(d, n, go, out))
-    rp = ctx.Process(target=_r_jit_stream, args=(d, n, go, out))
+    wp = ctx.Process(target=writer, args=(*wargs, go, out))
+    rp = ctx.Process(target=reader, args=(*rargs, go, out))
     try:
         wp.start()
         rp.start()
-        res = dict()
-        for _ in range(2):
-            item = out.get(timeout=120)
-            res[item[0]] = item
-        _, t_end, got, bad = res["end"]
-        if got != n or bad:
-            raise RuntimeError(f"jitted stream lost data: got {got}, bad {bad}")
-        rate = n / (t_end - res["start"][1]) * 1e9
-        return Result("chronicle jitted -> jitted (2 processes)", "throughput", rate, None, None, None, None, n)
+        return [out.get(timeout=180) for _ in range(results)]
     finally:
         for p in (wp, rp):
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
+
+
+def _queue_dir(tag: str) -> str:
+    """A path for a queue that does not exist yet (the writer process creates it)."""
+    d = _fresh_dir(tag)
+    os.rmdir(d)
+    return d
+
+
+def jit_stream_throughput(n: int = 5_000_000) -> Result:
+    """Jitted writer process -> jitted reader process, one pre-faulted 1 GiB segment."""
+    d = _queue_dir("jitstream")
+    try:
+        res = dict((item[0], item) for item in _run_pair(_w_jit_stream, (d, n), _r_jit_stream, (d, n), 2))
+    finally:
         shutil.rmtree(d, ignore_errors=True)
+    _, t_end, got, bad = res["end"]
+    if got != n or bad:
+        raise RuntimeError(f"jitted stream lost data: got {got}, bad {bad}")
+    rate = n / (t_end - res["start"][1]) * 1e9
+    return Result("chronicle jitted -> jitted (2 processes)", "throughput", rate, None, None, None, None, n)
 
 
 def _w_py_stream(d: str, n: int, go, out) -> None:
     from chronicle_async import Queue, WriterConfig
 
-    pin(0)
     with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
+        pin(0)  # after open: the housekeeping thread keeps its own CPUs, off the hot core
         p = b"x" * PAYLOAD
         append = w.append
         go.wait()
@@ -277,36 +297,21 @@ def _r_py_stream(d: str, n: int, ready, out) -> None:
 
 def python_stream_throughput(n: int = 1_000_000) -> Result:
     """Python append() process -> Python next() process."""
-    ctx = spawn_ctx()
-    d = _fresh_dir("pystream")
-    os.rmdir(d)
-    out = ctx.Queue()
-    go = ctx.Event()
-    wp = ctx.Process(target=_w_py_stream, args=(d, n, go, out))
-    rp = ctx.Process(target=_r_py_stream, args=(d, n, go, out))
+    d = _queue_dir("pystream")
     try:
-        wp.start()
-        rp.start()
-        res = {}
-        for _ in range(2):
-            item = out.get(timeout=120)
-            res[item[0]] = item
-        rate = n / (res["end"][1] - res["start"][1]) * 1e9
-        return Result("chronicle Python append -> next (2 processes)", "throughput", rate, None, None, None, None, n)
+        res = dict((item[0], item) for item in _run_pair(_w_py_stream, (d, n), _r_py_stream, (d, n), 2))
     finally:
-        for p in (wp, rp):
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
         shutil.rmtree(d, ignore_errors=True)
+    rate = n / (res["end"][1] - res["start"][1]) * 1e9
+    return Result("chronicle Python append -> next (2 processes)", "throughput", rate, None, None, None, None, n)
 
 
-def _w_jit_latency(d: str, n: int, interval_ns: float, go) -> None:
+def _w_jit_latency(d: str, n: int, interval_ns: float, go, _out) -> None:
     from chronicle_async import Queue, WriterConfig
     from chronicle_async.hot.clock import tsc_per_ns
 
-    pin(0)
     with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
+        pin(0)  # after open: the housekeeping thread keeps its own CPUs, off the hot core
         h = w.hot_handle()
         p = np.zeros(PAYLOAD, np.uint8)
         ticks = int(interval_ns * tsc_per_ns())
@@ -329,19 +334,86 @@ def _r_jit_latency(d: str, n: int, ready, out) -> None:
     out.put((got, (lat[n // 10 :] / per_ns).astype(np.int64)))
 
 
+@numba.njit(nogil=True, cache=True)
+def _jit_floor_send(buf, n, interval_ticks):
+    nxt = rdtsc()
+    for i in range(1, n + 1):
+        while rdtsc() < nxt:
+            cpu_relax()
+        store_plain_i64(buf, 64, rdtsc())
+        store_release_i64(buf, 0, i)
+        nxt += interval_ticks
+
+
+@numba.njit(nogil=True, cache=True)
+def _jit_floor_recv(buf, n, out):
+    seen = 0
+    while seen < n:
+        cur = load_acquire_i64(buf, 0)
+        if cur == seen:
+            cpu_relax()
+            continue
+        out[seen] = rdtsc() - load_plain_i64(buf, 64)
+        seen = cur
+    return seen
+
+
+def _floor_sender(path: str, n: int, interval_ns: float, go, _out) -> None:
+    import mmap
+
+    from chronicle_async.hot.clock import tsc_per_ns
+
+    fd = os.open(path, os.O_RDWR)
+    buf = np.frombuffer(mmap.mmap(fd, 4096), np.uint8)
+    pin(0)
+    ticks = int(interval_ns * tsc_per_ns())
+    _jit_floor_send(buf, 0, ticks)
+    go.wait()
+    _jit_floor_send(buf, n, ticks)
+
+
+def _floor_receiver(path: str, n: int, ready, out) -> None:
+    import mmap
+
+    from chronicle_async.hot.clock import tsc_per_ns
+
+    fd = os.open(path, os.O_RDWR)
+    buf = np.frombuffer(mmap.mmap(fd, 4096), np.uint8)
+    pin(1)
+    lat = np.zeros(n, np.int64)
+    _jit_floor_recv(buf, 0, lat)
+    per_ns = tsc_per_ns()
+    ready.set()
+    _jit_floor_recv(buf, n, lat)
+    lat = lat[n // 10 :]
+    out.put((n, (lat[lat > 0] / per_ns).astype(np.int64)))
+
+
+def core_to_core_floor(n: int = 100_000, interval_s: float = 10e-6) -> Result:
+    """Physical floor: one 8-byte stamp + a release-stored counter through shared memory, paced."""
+    fd, path = tempfile.mkstemp(dir=SHM)
+    os.ftruncate(fd, 4096)
+    os.close(fd)
+    try:
+        [(got, lat)] = _run_pair(_floor_sender, (path, n, interval_s * 1e9), _floor_receiver, (path, n), 1)
+    finally:
+        os.unlink(path)
+    return Result("floor: bare core-to-core one-way (jitted)", "latency", None, **percentiles_ns(lat), n=got)
+
+
 def jit_latency(n: int = 100_000, interval_s: float = 10e-6) -> Result:
     """One-way latency, jitted writer -> jitted busy-spinning reader, paced sends (TSC timestamps)."""
     return _latency_pair(_w_jit_latency, _r_jit_latency, n, interval_s, "chronicle jitted -> jitted latency")
 
 
-def _w_py_latency(d: str, n: int, interval_ns: float, go) -> None:
+def _w_py_latency(d: str, n: int, interval_ns: float, go, _out) -> None:
     from chronicle_async import Queue, WriterConfig
 
-    pin(0)
     pack = struct.Struct("<q").pack
     pad = b"\0" * (PAYLOAD - 8)
     now = time.perf_counter_ns
     with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
+        pin(0)  # after open: the housekeeping thread keeps its own CPUs, off the hot core
         go.wait()
         nxt = now()
         for _ in range(n):
@@ -376,39 +448,27 @@ def python_latency(n: int = 50_000, interval_s: float = 10e-6) -> Result:
 
 
 def _latency_pair(wfn, rfn, n: int, interval_s: float, name: str) -> Result:
-    ctx = spawn_ctx()
-    d = _fresh_dir("lat")
-    os.rmdir(d)
-    out = ctx.Queue()
-    go = ctx.Event()
-    wp = ctx.Process(target=wfn, args=(d, n, interval_s * 1e9, go))
-    rp = ctx.Process(target=rfn, args=(d, n, go, out))
+    d = _queue_dir("lat")
     try:
-        wp.start()
-        rp.start()
-        got, lat = out.get(timeout=180)
-        if got != n:
-            raise RuntimeError(f"{name}: got {got} of {n}")
-        return Result(name, "latency", None, **percentiles_ns(lat), n=n)
+        [(got, lat)] = _run_pair(wfn, (d, n, interval_s * 1e9), rfn, (d, n), 1)
     finally:
-        for p in (wp, rp):
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
         shutil.rmtree(d, ignore_errors=True)
+    if got != n:
+        raise RuntimeError(f"{name}: got {got} of {n}")
+    return Result(name, "latency", None, **percentiles_ns(lat), n=n)
 
 
 # ---------------------------------------------------------------------------------------------
 # wake-ups: a parked reader against a bare futex, same period, same run
 
 
-def _w_wake(d: str, n: int, period_s: float, go) -> None:
+def _w_wake(d: str, n: int, period_s: float, go, _out) -> None:
     from chronicle_async import Queue, WriterConfig
 
-    pin(0)
     pack = struct.Struct("<q").pack
     pad = b"\0" * (PAYLOAD - 8)
     with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
+        pin(0)  # after open: the housekeeping thread keeps its own CPUs, off the hot core
         go.wait()
         time.sleep(0.05)
         for _ in range(n):
@@ -437,7 +497,7 @@ def _r_wake(d: str, n: int, ready, out) -> None:
     out.put((got, lat[n // 10 :]))
 
 
-def _bare_futex_waker(path: str, n: int, period_s: float, go, out) -> None:
+def _bare_futex_waker(path: str, n: int, period_s: float, go, _out) -> None:
     import mmap
 
     from chronicle_async.hot import layout as L
@@ -491,40 +551,20 @@ def _bare_futex_waiter(path: str, n: int, ready, out) -> None:
 
 def wake_latency(n: int = 2_000, period_s: float = 200e-6) -> list[Result]:
     """Parked chronicle reader vs a bare futex wait/wake pair, same period, same run."""
-    ctx = spawn_ctx()
-    results = []
-    fd, fpath = tempfile.mkstemp(dir=SHM)
+    fd, path = tempfile.mkstemp(dir=SHM)
     os.ftruncate(fd, 4096)
     os.close(fd)
-    for name, wfn, rfn, arg in (
-        ("bare futex wake (jitted syscall)", _bare_futex_waker, _bare_futex_waiter, fpath),
-        ("chronicle parked reader wake", None, None, None),
-    ):
-        out = ctx.Queue()
-        go = ctx.Event()
-        if wfn is None:
-            d = _fresh_dir("wake")
-            os.rmdir(d)
-            wp = ctx.Process(target=_w_wake, args=(d, n, period_s, go))
-            rp = ctx.Process(target=_r_wake, args=(d, n, go, out))
-        else:
-            d = None
-            wp = ctx.Process(target=wfn, args=(arg, n, period_s, go, out))
-            rp = ctx.Process(target=rfn, args=(arg, n, go, out))
-        try:
-            wp.start()
-            rp.start()
-            got, lat = out.get(timeout=120)
-            results.append(Result(name, "latency", None, **percentiles_ns(lat), n=got))
-        finally:
-            for p in (wp, rp):
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.kill()
-            if d:
-                shutil.rmtree(d, ignore_errors=True)
-    os.unlink(fpath)
-    return results
+    d = _queue_dir("wake")
+    try:
+        [(got_f, lat_f)] = _run_pair(_bare_futex_waker, (path, n, period_s), _bare_futex_waiter, (path, n), 1)
+        [(got_c, lat_c)] = _run_pair(_w_wake, (d, n, period_s), _r_wake, (d, n), 1)
+    finally:
+        os.unlink(path)
+        shutil.rmtree(d, ignore_errors=True)
+    return [
+        Result("bare futex wake (jitted syscall)", "latency", None, **percentiles_ns(lat_f), n=got_f),
+        Result("chronicle parked reader wake", "latency", None, **percentiles_ns(lat_c), n=got_c),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,6 +644,7 @@ def run_all(quick: bool = False) -> list[Result]:
         python_next_ns(1_000_000 // k),
         jit_stream_throughput(5_000_000 // k),
         python_stream_throughput(1_000_000 // k),
+        core_to_core_floor(100_000 // k),
         jit_latency(100_000 // k),
         python_latency(50_000 // k),
     ]

@@ -42,7 +42,15 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ._harness import Result, format_table, machine_info, percentiles_ns, pin, spawn_ctx
+from ._harness import (
+    Result,
+    format_table,
+    machine_info,
+    median_of,
+    percentiles_ns,
+    pin,
+    spawn_ctx,
+)
 
 __all__ = [
     "PeerError",
@@ -670,8 +678,14 @@ def faster_fifo_latency(
     return _latency(_faster_fifo_channel, n, size, interval_s, timeout_s)
 
 
-def run_all(quick: bool = False) -> list[Result]:
-    """Run every peer benchmark once (``quick``: n divided by 10)."""
+def run_all(quick: bool = False, repeats: int = 1) -> list[Result]:
+    """Run every peer benchmark (``quick``: n divided by 10).
+
+    With ``repeats > 1`` each benchmark is run that many times and the
+    field-wise median (:func:`benchmarks._harness.median_of`) is reported.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
     div = 10 if quick else 1
     tp_n, lat_n = THROUGHPUT_N // div, LATENCY_N // div
     runs: list[Callable[[], Result | None]] = [
@@ -684,18 +698,24 @@ def run_all(quick: bool = False) -> list[Result]:
         lambda: zmq_ipc_latency(n=lat_n),
         lambda: faster_fifo_latency(n=lat_n),
     ]
-    return [r for r in (run() for run in runs) if r is not None]
+    results: list[Result] = []
+    for run in runs:
+        measured = [r for r in (run() for _ in range(repeats)) if r is not None]
+        if measured:
+            results.append(median_of(measured))
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: print the results as a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="divide every n by 10")
+    parser.add_argument("--repeats", type=int, default=1, help="report the median of N runs")
     parser.add_argument("--baseline", default=BASELINE, help="name of the baseline row")
     args = parser.parse_args(argv)
     info = machine_info()
     print("<!-- " + ", ".join(f"{k}: {v}" for k, v in info.items()) + " -->")
-    print(format_table(run_all(quick=args.quick), baseline=args.baseline))
+    print(format_table(run_all(quick=args.quick, repeats=args.repeats), baseline=args.baseline))
 
 
 if __name__ == "__main__":
