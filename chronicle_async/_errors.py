@@ -59,7 +59,13 @@ class QueuePermissionError(ChronicleError, PermissionError):
 
 
 class DiskFullError(ChronicleError, OSError):
-    """No space left to reserve a new segment (or reader file). Nothing written so far is lost."""
+    """No space left to reserve a new segment (or reader file). Nothing written so far is lost.
+
+    From ``append_batch``, ``appended`` says how many messages of the batch went in
+    before the disk filled (the others were not appended).
+    """
+
+    appended: int = 0
 
 
 class QueueClosedError(ChronicleError):

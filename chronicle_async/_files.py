@@ -136,6 +136,31 @@ def check_queue_dir(queue_dir: str, *, creating: bool) -> None:
     )
 
 
+def remove_orphan_temp_files(queue_dir: str) -> list[str]:
+    """Delete temp files (``*.seg.tmp-<pid>-*``, ``control.cq.tmp-<pid>``) whose creating process is gone."""
+    removed = []
+    try:
+        names = os.listdir(queue_dir)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        tag = None
+        if L.SEGMENT_TEMP_SUFFIX + "-" in name:
+            tag = name.split(L.SEGMENT_TEMP_SUFFIX + "-", 1)[1]
+        elif name.startswith(L.CONTROL_FILE_NAME + ".tmp-"):
+            tag = name[len(L.CONTROL_FILE_NAME) + 5 :]
+        if tag is None:
+            continue
+        pid = tag.split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(os.path.join(queue_dir, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def _reserve(fd: int, size: int, path: str) -> None:
     try:
         os.posix_fallocate(fd, 0, size)

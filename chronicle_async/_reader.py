@@ -1,6 +1,7 @@
 """QueueReader and Message: zero-copy reading, waiting, positions, liveness."""
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from ._errors import (
     ArgumentTypeError,
     CorruptQueueError,
     CorruptSegmentError,
+    DiskFullError,
     InvalidArgumentError,
     QueueClosedError,
     ReaderLockedError,
@@ -165,10 +167,19 @@ class QueueReader:
         self._pos_lock = lock
         fd = lock._fd
         size = os.fstat(fd).st_size
-        if size == 0:
+        if size == 0 or (size == L.READER_FILE_LENGTH and not any(os.pread(fd, 8, 0))):
+            # new, or left half-made by a failed create (header never written): (re)initialise
             header = struct.pack(L.READER_HEADER_FORMAT, L.READER_MAGIC, L.READER_VERSION, os.getpid())
-            os.ftruncate(fd, L.READER_FILE_LENGTH)
-            os.pwrite(fd, header, 0)
+            try:
+                os.posix_fallocate(fd, 0, L.READER_FILE_LENGTH)
+                os.pwrite(fd, header, 0)
+            except OSError as e:
+                os.unlink(path)  # we hold its lock; leave no broken file behind
+                if e.errno == errno.ENOSPC:
+                    raise DiskFullError(
+                        errno.ENOSPC, f"no space left to create reader file {path}; free disk space and retry"
+                    ) from None
+                raise
         elif size != L.READER_FILE_LENGTH:
             raise CorruptQueueError(
                 f"reader file {path} is {size} bytes, expected {L.READER_FILE_LENGTH}: delete it to reset "
@@ -336,6 +347,8 @@ class QueueReader:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until a message may be available; True if one is, False on timeout.
 
+        Also returns False early when the writer closes the queue during the wait.
+
         Uses this reader's :class:`WaitStrategy`. Parking (the futex) happens only
         while idle; the writer pays for a wake only when someone is parked.
         """
@@ -367,6 +380,8 @@ class QueueReader:
 
     def _park(self, deadline: float | None) -> bool:
         ctl = self._ctl_arr
+        state_idx = L.CTL_WRITER_STATE_OFFSET // 4
+        was_open = self._ctl_i32[state_idx] == L.WRITER_STATE_OPEN
         while True:
             exact = bool(self._ctl_i32[L.CTL_WRITER_FLAGS_OFFSET // 4] & L.WRITER_FLAG_ASYMMETRIC_FENCE)
             now = _monotonic()
@@ -393,6 +408,8 @@ class QueueReader:
                     W.register_waiter(ctl, -1)
             if self._seg_i32[self._off >> 2]:
                 return True
+            if was_open and self._ctl_i32[state_idx] == L.WRITER_STATE_CLOSED:
+                return False  # the writer closed while we waited: nothing more is coming from it
             if deadline is not None and _monotonic() >= deadline:
                 return False
 

@@ -1,6 +1,7 @@
 """QueueWriter: the single writer of a queue (Python face over the hot append kernels)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -15,6 +16,7 @@ from . import _files as F
 from ._config import Durability, WriterConfig
 from ._errors import (
     ArgumentTypeError,
+    DiskFullError,
     InvalidArgumentError,
     PayloadTooLargeError,
     QueueClosedError,
@@ -189,6 +191,7 @@ class QueueWriter:
                 "a queue has one writer at a time: stop that process, or write to another queue",
                 pid,
             )
+        F.remove_orphan_temp_files(d)
         if not os.path.exists(F.control_path(d)):
             F.create_queue(d, self._config.segment_size)
         self._ctl, info = F.open_control(d, writable=True)
@@ -245,21 +248,22 @@ class QueueWriter:
             seg_id += 1
             F.create_segment(d, seg_id, self._segment_size, self._queue_id)
         torn = st == S.CORRUPT
+        next_seq = None if last_seq < 0 else last_seq + 1
         if loff >= 0 and not self._checksum_ok(loff):
             log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it", self._seg.path, lseq, loff)
-            torn, off, last_seq = True, loff, lseq - 1
+            torn, off, next_seq = True, loff, lseq  # the torn record's seq is reused
         if torn or (not clean and R.any_nonzero(self._seg.arr, off)):
             log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", self._seg.path, off)
-            self._write_end_marker(off, max(last_seq + 1, 0))
+            self._write_end_marker(off, next_seq if next_seq is not None else 0)
             seg_id += 1
             F.create_segment(d, seg_id, self._segment_size, self._queue_id)
             self._map_segment(seg_id)
             off = L.SEGMENT_DATA_OFFSET
-        if last_seq < 0:
-            last_seq = self._last_seq_before(seg_id, seq_hint)
+        if next_seq is None:
+            next_seq = self._last_seq_before(seg_id, seq_hint) + 1
         q[_IDX_WRITE_SEGMENT] = seg_id
         q[_IDX_WRITE_OFFSET] = off
-        q[_IDX_NEXT_SEQ] = last_seq + 1
+        q[_IDX_NEXT_SEQ] = next_seq
 
     def _seal_predecessor(self, seg_id: int, clean: bool) -> None:
         """Give segment ``seg_id - 1`` an end marker if a crash left it without one."""
@@ -403,7 +407,16 @@ class QueueWriter:
                 )
             start += done
             if start < count:
-                self._roll_for(int(offsets[start + 1] - offsets[start]))
+                try:
+                    self._roll_for(int(offsets[start + 1] - offsets[start]))
+                except DiskFullError as e:
+                    err = DiskFullError(
+                        errno.ENOSPC,
+                        f"{e.strerror}. Messages 0..{start - 1} of this batch were appended (seqs {first}.."
+                        f"{first + start - 1}); retry with the rest, payloads[{start}:]",
+                    )
+                    err.appended = start
+                    raise err from None
         return first
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""Cross-process, crash and resource-exhaustion tests (real processes, files, signals)."""
