@@ -513,7 +513,7 @@ class QueueReader:
         """Why this reader should consider its writer gone, or None if it looks healthy.
 
         Checks, in order: the queue deleted, this reader's segment deleted, the
-        writer dead or closed (lock free), its heartbeat older than ``ttl``
+        writer closed (its state says so) or dead (lock free), its heartbeat older than ``ttl``
         seconds, and a new writer epoch since open (or :meth:`acknowledge_epoch`).
         Reports only; taking safety action is the application's job.
         """
@@ -524,8 +524,10 @@ class QueueReader:
         if not os.path.exists(F.segment_path(self._path, self._seg_id)):
             return DisconnectReason.SEGMENT_MISSING
         st = self.writer_status(ttl)
+        if st.state == "closed":  # authoritative even while the closing writer still holds its lock
+            return DisconnectReason.WRITER_CLOSED
         if not st.lock_held:
-            return DisconnectReason.WRITER_CLOSED if st.state == "closed" else DisconnectReason.WRITER_DIED
+            return DisconnectReason.WRITER_DIED
         if st.heartbeat_age > ttl:
             return DisconnectReason.HEARTBEAT_STALE
         if st.epoch != self._epoch:
