@@ -25,7 +25,7 @@ test: $(STAMP)
 	exit $$rc
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run --rounds 3 --memory --startup
 
 clean:
 	rm -rf $(VENV) .demo-bus .pytest_cache

@@ -11,6 +11,7 @@ import os
 import secrets
 import struct
 import time
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from ._errors import (
     QueuePermissionError,
     UnsupportedVersionError,
 )
+from ._sys import TSO
 from .hot import layout as L
 
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
@@ -71,6 +73,44 @@ class Mapping:
             self.mm.close()
         except BufferError:
             pass
+
+
+class _ReleaseStoreView:
+    """On machines without total store order, commit-word stores go through a jitted release store."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: np.ndarray):
+        self._arr = arr
+
+    def __setitem__(self, index: int, value: int) -> None:
+        from .hot.atomics import py_store_release_i32
+
+        py_store_release_i32(self._arr, index * 4, value)
+
+
+class _AcquireLoadView:
+    """On machines without total store order, commit-word loads go through a jitted acquire load."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: np.ndarray):
+        self._arr = arr
+
+    def __getitem__(self, index: int) -> int:
+        from .hot.atomics import py_load_acquire_i32
+
+        return py_load_acquire_i32(self._arr, index * 4)
+
+
+def commit_view(m: Mapping) -> Any:
+    """``view[offset >> 2] = word`` is a release store into ``m`` (plain int32 view under TSO)."""
+    return m.i32 if TSO else _ReleaseStoreView(m.arr)
+
+
+def load_view(m: Mapping) -> Any:
+    """``view[offset >> 2]`` is an acquire load from ``m`` (plain int32 view under TSO)."""
+    return m.i32 if TSO else _AcquireLoadView(m.arr)
 
 
 def _permission_error(path: str, e: OSError) -> QueuePermissionError:

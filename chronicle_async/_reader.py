@@ -1,39 +1,33 @@
 """QueueReader and Message: zero-copy reading, waiting, positions, liveness."""
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
 import struct
 import time
-import zlib
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
+from . import _args as A
 from . import _files as F
 from ._config import Start, WaitStrategy
 from ._errors import (
     ArgumentTypeError,
-    CorruptQueueError,
     CorruptSegmentError,
-    DiskFullError,
     InvalidArgumentError,
     QueueClosedError,
-    ReaderLockedError,
-    UnsupportedVersionError,
 )
-from ._lock import FileLock, is_locked
+from ._lock import is_locked
 from ._status import DisconnectReason, WriterStatus
-from ._sys import TSO, asymmetric_fence
+from ._sys import asymmetric_fence
 from .hot.syscalls import HAVE_RAW_SYSCALL
 from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
 from .hot import wait as W
-from ._writer import _check_path
-from .retention import best_slot
+from ._position import PositionFile
 
 log = logging.getLogger("chronicle_async")
 
@@ -46,7 +40,6 @@ _ALIGN_M1 = L.RECORD_ALIGNMENT - 1
 _ALIGN_MASK = ~_ALIGN_M1
 _NO_TIMESPEC = np.zeros(0, np.int64)
 _STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
-_MAX_NAME = 128
 _tuple_new = tuple.__new__
 _monotonic = time.monotonic
 
@@ -98,15 +91,14 @@ class QueueReader:
         spin_time: float = 20e-6,
     ):
         self._closed = True
-        self._path = _check_path(path)
-        self._name = _check_name(name)
-        self._start = _coerce(Start, start, "start")
-        self._strategy = _coerce(WaitStrategy, wait_strategy, "wait_strategy")
+        self._path = A.check_path(path)
+        self._name = A.check_name(name)
+        self._start = A.coerce_enum(Start, start, "start")
+        self._strategy = A.coerce_enum(WaitStrategy, wait_strategy, "wait_strategy")
         if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
             raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
         self._spin_time = float(spin_time)
         self._ctl = self._seg = self._pos = None
-        self._pos_lock: FileLock | None = None
         self._timespec = np.zeros(2, np.int64)
         try:
             self._open()
@@ -126,8 +118,11 @@ class QueueReader:
         self._segment_size = info.segment_size
         self._queue_id = info.queue_id
         self._epoch = self._ctl_q[L.CTL_WRITER_EPOCH_OFFSET // 8]
-        self._gen = 0
-        saved = self._open_position() if self._name else None
+        if self._name:
+            self._pos = PositionFile.open(self._path, self._name, self._segment_size)
+            saved = self._pos.saved
+        else:
+            saved = None
         start = self._start
         if start is Start.COMMITTED and saved is not None:
             seg, off, nseq = saved
@@ -147,68 +142,6 @@ class QueueReader:
 
     # -- positions ---------------------------------------------------------------------------
 
-    def _open_position(self) -> tuple[int, int, int] | None:
-        rdir = os.path.join(self._path, L.READERS_DIR_NAME)
-        try:
-            os.makedirs(rdir, exist_ok=True)
-        except PermissionError as e:
-            raise F._permission_error(rdir, e) from None
-        except (FileExistsError, NotADirectoryError):
-            raise CorruptQueueError(f"{rdir} is not a folder; move it aside so reader positions can be kept there") from None
-        path = os.path.join(rdir, self._name + L.READER_FILE_SUFFIX)
-        lock = FileLock.try_acquire(path)
-        if lock is None:
-            pid = _reader_owner_pid(path)
-            raise ReaderLockedError(
-                f"reader {self._name!r} of {self._path} is already open in another process (pid {pid}); "
-                "each reader name is used by one process at a time: close it there, or pick another name",
-                pid,
-            )
-        self._pos_lock = lock
-        fd = lock._fd
-        size = os.fstat(fd).st_size
-        if size == 0 or (size == L.READER_FILE_LENGTH and not any(os.pread(fd, 8, 0))):
-            # new, or left half-made by a failed create (header never written): (re)initialise
-            header = struct.pack(L.READER_HEADER_FORMAT, L.READER_MAGIC, L.READER_VERSION, os.getpid())
-            try:
-                os.posix_fallocate(fd, 0, L.READER_FILE_LENGTH)
-                os.pwrite(fd, header, 0)
-            except OSError as e:
-                os.unlink(path)  # we hold its lock; leave no broken file behind
-                if e.errno == errno.ENOSPC:
-                    raise DiskFullError(
-                        errno.ENOSPC, f"no space left to create reader file {path}; free disk space and retry"
-                    ) from None
-                raise
-        elif size != L.READER_FILE_LENGTH:
-            raise CorruptQueueError(
-                f"reader file {path} is {size} bytes, expected {L.READER_FILE_LENGTH}: delete it to reset "
-                f"reader {self._name!r} (it will then start from the earliest data)"
-            )
-        self._pos = F.Mapping(path, fd, L.READER_FILE_LENGTH, writable=True)
-        magic, version, _pid = struct.unpack_from(L.READER_HEADER_FORMAT, self._pos.mv, 0)
-        if magic == L.READER_MAGIC and version > L.READER_VERSION:
-            raise UnsupportedVersionError(
-                f"reader file {path} has format version {version}; this chronicle_async reads up to "
-                f"{L.READER_VERSION}: upgrade chronicle_async"
-            )
-        if magic != L.READER_MAGIC or version != L.READER_VERSION:
-            raise CorruptQueueError(
-                f"reader file {path} is not a valid position file (magic {magic:#x}, version {version}); "
-                f"delete it to reset reader {self._name!r}"
-            )
-        struct.pack_into("<q", self._pos.mv, L.RDR_OWNER_PID_OFFSET, os.getpid())
-        best = best_slot(self._pos.mv)
-        if best is None:
-            return None
-        for i in range(2):
-            g = struct.unpack_from("<q", self._pos.mv, L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH)[0]
-            self._gen = max(self._gen, g)
-        seg, off, nseq, _hb, _ep = best
-        if off < L.SEGMENT_DATA_OFFSET or off >= self._segment_size or off % L.RECORD_ALIGNMENT:
-            raise CorruptQueueError(f"reader file {path} holds an impossible offset {off}; delete it to reset the reader")
-        return seg, off, nseq
-
     def _try_map(self, seg_id: int) -> bool:
         if self._seg is not None and self._seg_id == seg_id:
             return True
@@ -218,7 +151,7 @@ class QueueReader:
             return False
         old, self._seg = self._seg, m
         self._seg_id = seg_id
-        self._seg_i32 = m.i32 if TSO else _AcquireLoadView(m.arr)
+        self._seg_i32 = F.load_view(m)
         self._seg_mv = m.mv
         if old is not None:
             old.close()
@@ -424,15 +357,7 @@ class QueueReader:
         if self._pos is None:
             self._check_open()
             raise InvalidArgumentError("an anonymous reader (name=None) cannot commit; open it with a name")
-        gen = self._gen + 1
-        base = L.READER_SLOT0_OFFSET + (gen & 1) * L.READER_SLOT_LENGTH
-        body = _SLOT_BODY.pack(gen, self._seg_id, self._off, self._next_seq, time.time_ns(), self._epoch)
-        mv = self._pos.mv
-        mv[base : base + len(body)] = body
-        _U32.pack_into(mv, base + L.SLOT_CHECKSUM_OFFSET, zlib.crc32(body))
-        self._gen = gen
-        if durable:
-            self._pos.flush()
+        self._pos.commit(self._seg_id, self._off, self._next_seq, self._epoch, durable)
 
     def seek(self, seq: int) -> bool:
         """Position at the message with ``seq`` (or the first after it). True if ``seq`` itself is there."""
@@ -493,7 +418,7 @@ class QueueReader:
     def writer_status(self, ttl: float = 1.0) -> WriterStatus:
         """Liveness of the writer: lock held, and heartbeat younger than ``ttl`` seconds."""
         self._check_open()
-        _check_ttl(ttl)
+        A.check_ttl(ttl)
         q = self._ctl_q
         hb = q[L.CTL_HEARTBEAT_NS_OFFSET // 8]
         age = (time.time_ns() - hb) / 1e9 if hb else math.inf
@@ -518,7 +443,7 @@ class QueueReader:
         Reports only; taking safety action is the application's job.
         """
         self._check_open()
-        _check_ttl(ttl)
+        A.check_ttl(ttl)
         if not os.path.exists(F.control_path(self._path)):
             return DisconnectReason.QUEUE_DELETED
         if not os.path.exists(F.segment_path(self._path, self._seg_id)):
@@ -587,10 +512,7 @@ class QueueReader:
         for m in (self._seg, self._ctl, self._pos):
             if m is not None:
                 m.close()
-        self._seg = self._ctl = self._pos = None
-        if self._pos_lock is not None:
-            self._pos_lock.release()
-            self._pos_lock = None
+        self._seg = self._ctl = self._pos = None  # the position file's close releases the reader name
 
     def __enter__(self) -> "QueueReader":
         return self
@@ -608,51 +530,3 @@ class _ClosedView:
         raise QueueClosedError("the queue reader is closed")
 
 
-def _reader_owner_pid(path: str) -> int | None:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(struct.calcsize(L.READER_HEADER_FORMAT))
-        return struct.unpack(L.READER_HEADER_FORMAT, data)[2] or None
-    except (OSError, struct.error):
-        return None
-
-
-class _AcquireLoadView:
-    """On machines without total store order, commit-word loads go through a jitted acquire load."""
-
-    __slots__ = ("_arr",)
-
-    def __init__(self, arr: np.ndarray):
-        self._arr = arr
-
-    def __getitem__(self, index: int) -> int:
-        from .hot.atomics import py_load_acquire_i32
-
-        return py_load_acquire_i32(self._arr, index * 4)
-
-
-def _check_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise ArgumentTypeError(f"reader name must be a str or None, not {type(name).__name__}")
-    ok = 0 < len(name) <= _MAX_NAME and all(c.isalnum() or c in "-_." for c in name) and not name.startswith(".")
-    if not ok:
-        raise InvalidArgumentError(
-            f"reader name {name!r} is invalid: use 1-{_MAX_NAME} letters, digits, '-', '_' or '.', not starting with '.'"
-        )
-    return name
-
-
-def _coerce(enum_cls: Any, value: Any, what: str) -> Any:
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(value)
-    except ValueError:
-        raise InvalidArgumentError(f"{what} must be one of {[e.value for e in enum_cls]}, got {value!r}") from None
-
-
-def _check_ttl(ttl: float) -> None:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-        raise InvalidArgumentError(f"ttl must be a positive number of seconds, got {ttl!r}")

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import _args as A
 from . import _files as F
 from ._config import Durability, WriterConfig
 from ._errors import (
@@ -23,11 +24,11 @@ from ._errors import (
     WriterLockedError,
 )
 from ._housekeeping import Housekeeper
+from ._recovery import recover
 from ._lock import FileLock, read_owner
 from ._sys import TSO, asymmetric_fence_register
 from .hot import append as K
 from .hot import layout as L
-from .hot import read as R
 from .hot import status as S
 
 log = logging.getLogger("chronicle_async")
@@ -59,20 +60,6 @@ def _make_fused_pack(n: int) -> Any:
     return pack
 
 
-class _ReleaseStoreView:
-    """On machines without total store order, commit-word stores go through a jitted release store."""
-
-    __slots__ = ("_arr",)
-
-    def __init__(self, arr: np.ndarray):
-        self._arr = arr
-
-    def __setitem__(self, index: int, value: int) -> None:
-        from .hot.atomics import py_store_release_i32
-
-        py_store_release_i32(self._arr, index * 4, value)
-
-
 class _Closed:
     """Stands in for the mappings after close, so the hot path needs no 'is closed' check."""
 
@@ -83,62 +70,6 @@ class _Closed:
 
 
 _CLOSED: Any = _Closed()
-
-
-def _check_type_id(value: Any) -> int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if 0 <= int(value) <= L.MAX_TYPE_ID:
-            return int(value)
-        raise InvalidArgumentError(f"type_id must be in 0..{L.MAX_TYPE_ID}, got {value}")
-    raise ArgumentTypeError(f"type_id must be an int, not {type(value).__name__}")
-
-
-def _check_timestamp(value: Any) -> int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if -(1 << 63) <= int(value) < (1 << 63):
-            return int(value)
-        raise InvalidArgumentError(f"timestamp_ns {value} does not fit in 64 bits")
-    raise ArgumentTypeError(f"timestamp_ns must be an int of nanoseconds or None, not {type(value).__name__}")
-
-
-def _as_bytes_like(payload: Any) -> Any:
-    """A byte-addressable view of ``payload`` (bytes-like or C-contiguous array), or raise."""
-    if isinstance(payload, (bytes, bytearray)):
-        return payload
-    try:
-        mv = memoryview(payload)
-    except TypeError:
-        raise ArgumentTypeError(
-            f"payload must be bytes-like (bytes, bytearray, memoryview, numpy array), not {type(payload).__name__}"
-        ) from None
-    if not mv.c_contiguous:
-        raise InvalidArgumentError("payload must be C-contiguous; pass numpy.ascontiguousarray(payload)")
-    return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
-
-
-def _per_message(value: Any, count: int, name: str) -> np.ndarray:
-    """A C-contiguous int64 array of ``count`` values from a scalar or a sequence, or a typed error."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "O" and arr.size == 0):
-        raise ArgumentTypeError(f"append_batch: {name} must be an int or a sequence of ints, not {arr.dtype} values")
-    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != count):
-        raise InvalidArgumentError(f"append_batch: {name} has {arr.shape[0] if arr.ndim else 1} values for {count} messages")
-    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise InvalidArgumentError(f"append_batch: {name} values must fit in 64 bits")
-    return np.ascontiguousarray(np.broadcast_to(arr.astype(np.int64), (count,)))
-
-
-def _check_path(path: Any) -> str:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not isinstance(path, (str, os.PathLike)):
-        raise ArgumentTypeError(f"path must be a str or os.PathLike naming the queue folder, not {type(path).__name__}")
-    p = os.fspath(path)
-    if isinstance(p, bytes):
-        p = os.fsdecode(p)
-    if not p:
-        raise InvalidArgumentError("path is empty: pass the queue folder")
-    return os.path.abspath(p)
 
 
 class QueueWriter:
@@ -154,7 +85,7 @@ class QueueWriter:
             config = WriterConfig()
         if not isinstance(config, WriterConfig):
             raise ArgumentTypeError(f"config must be a WriterConfig, not {type(config).__name__}")
-        self._path = _check_path(path)
+        self._path = A.check_path(path)
         self._config = config
         self._closed = True
         self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED
@@ -219,92 +150,13 @@ class QueueWriter:
         self._housekeeper.start()
 
     def _recover(self) -> None:
-        """Find the tail after any previous writer, clean or crashed, and continue after it.
-
-        Scans from the start of the hinted head segment, verifies the checksum of
-        the last committed record, and if anything past the tail is torn or dirty
-        (a crashed writer's half-written record), covers it with an end marker and
-        moves to the next segment. The next seq is the last committed seq + 1.
-        """
-        q = self._ctl.q
-        d = self._path
-        clean = self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] == L.WRITER_STATE_CLOSED
-        seq_hint = q[_IDX_NEXT_SEQ]
-        ids = F.list_segments(d)
-        seg_id = q[_IDX_WRITE_SEGMENT]
-        if seg_id not in ids:
-            older = [i for i in ids if i <= seg_id]
-            seg_id = older[-1] if older else (ids[-1] if ids else seg_id)
-            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
-        self._seal_predecessor(seg_id, clean)
-        last_seq = -1
-        while True:
-            self._map_segment(seg_id)
-            st, off, lseq, loff, _count = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
-            if lseq >= 0:
-                last_seq = lseq
-            if st != S.END_OF_SEGMENT:
-                break
-            seg_id += 1
-            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
-        torn = st == S.CORRUPT
-        next_seq = None if last_seq < 0 else last_seq + 1
-        if loff >= 0 and not self._checksum_ok(loff):
-            log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it", self._seg.path, lseq, loff)
-            torn, off, next_seq = True, loff, lseq  # the torn record's seq is reused
-        if torn or (not clean and R.any_nonzero(self._seg.arr, off)):
-            log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", self._seg.path, off)
-            self._write_end_marker(off, next_seq if next_seq is not None else 0)
-            seg_id += 1
-            F.create_segment(d, seg_id, self._segment_size, self._queue_id)
-            self._map_segment(seg_id)
-            off = L.SEGMENT_DATA_OFFSET
-        if next_seq is None:
-            next_seq = self._last_seq_before(seg_id, seq_hint) + 1
-        q[_IDX_WRITE_SEGMENT] = seg_id
-        q[_IDX_WRITE_OFFSET] = off
-        q[_IDX_NEXT_SEQ] = next_seq
-
-    def _seal_predecessor(self, seg_id: int, clean: bool) -> None:
-        """Give segment ``seg_id - 1`` an end marker if a crash left it without one."""
-        prev = seg_id - 1
-        if prev < 0 or not os.path.exists(F.segment_path(self._path, prev)):
-            return
-        m = F.open_segment(self._path, prev, self._segment_size, self._queue_id, writable=True)
-        try:
-            st, off, lseq, _lo, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
-            if st != S.END_OF_SEGMENT:
-                log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", self._path, prev, off)
-                n = self._segment_size - off - _HDR
-                _BODY.pack_into(m.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, max(lseq + 1, 0), time.time_ns(), n, 0)
-                (m.i32 if TSO else _ReleaseStoreView(m.arr))[off >> 2] = n + 1
-        finally:
-            m.close()
-
-    def _last_seq_before(self, seg_id: int, seq_hint: int) -> int:
-        for sid in reversed([i for i in F.list_segments(self._path) if i < seg_id]):
-            try:
-                m = F.open_segment(self._path, sid, self._segment_size, self._queue_id, writable=False)
-            except FileNotFoundError:
-                continue
-            try:
-                _st, _off, lseq, _loff, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
-            finally:
-                m.close()
-            if lseq >= 0:
-                return lseq
-        return seq_hint - 1
-
-    def _checksum_ok(self, off: int) -> bool:
-        mv = self._seg.mv
-        _t, _seq, _ts, n, ck = _BODY.unpack_from(mv, off + L.REC_TYPE_ID_OFFSET)
-        return zlib.adler32(mv[off + _HDR : off + _HDR + n]) == ck
+        recover(self)
 
     def _map_segment(self, seg_id: int) -> None:
         m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
         old, self._seg = self._seg, m
         self._seg_id = seg_id
-        self._seg_i32 = m.i32 if TSO else _ReleaseStoreView(m.arr)
+        self._seg_i32 = F.commit_view(m)
         self._seg_mv = m.mv
         if old is not None:
             old.close()
@@ -332,13 +184,13 @@ class QueueWriter:
         """
         fused = type(payload) is bytes
         if not fused:
-            payload = _as_bytes_like(payload)
+            payload = A.as_bytes_like(payload)
         if timestamp_ns is None:
             timestamp_ns = _time_ns()
         elif type(timestamp_ns) is not int:
-            timestamp_ns = _check_timestamp(timestamp_ns)
+            timestamp_ns = A.check_timestamp(timestamp_ns)
         if type(type_id) is not int or not 0 <= type_id <= _MAX_TYPE_ID:
-            type_id = _check_type_id(type_id)
+            type_id = A.check_type_id(type_id)
         n = len(payload)
         q = self._ctl_q
         off = q[_IDX_WRITE_OFFSET]
@@ -382,11 +234,11 @@ class QueueWriter:
         count = len(offsets) - 1
         if count == 0:
             return self._ctl_q[_IDX_NEXT_SEQ]
-        tids = _per_message(type_ids, count, "type_ids")
+        tids = A.per_message(type_ids, count, "type_ids")
         if tids.size and (tids.min() < 0 or tids.max() > L.MAX_TYPE_ID):
             raise InvalidArgumentError(f"append_batch: type_ids must be in 0..{L.MAX_TYPE_ID}")
         tids = tids.astype(np.int32)
-        tss = _per_message(time.time_ns() if timestamps_ns is None else timestamps_ns, count, "timestamps_ns")
+        tss = A.per_message(time.time_ns() if timestamps_ns is None else timestamps_ns, count, "timestamps_ns")
         first = self._ctl_q[_IDX_NEXT_SEQ]
         start = 0
         while start < count:
@@ -439,7 +291,7 @@ class QueueWriter:
         if isinstance(payloads, (bytes, bytearray, memoryview, str)):
             raise ArgumentTypeError("append_batch takes a sequence of payloads; for one message use append()")
         try:
-            parts = [p if isinstance(p, (bytes, bytearray)) else _as_bytes_like(p) for p in payloads]
+            parts = [p if isinstance(p, (bytes, bytearray)) else A.as_bytes_like(p) for p in payloads]
         except TypeError:
             raise ArgumentTypeError(f"append_batch: payloads must be an array or a sequence of bytes-like, not {type(payloads).__name__}") from None
         lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
@@ -498,7 +350,7 @@ class QueueWriter:
                 self._unsynced.append(old.path)  # flush() will fdatasync it
             self._dir_dirty = True
             self._seg, self._seg_id, self._seg_mv = new, new_id, new.mv
-            self._seg_i32 = new.i32 if TSO else _ReleaseStoreView(new.arr)
+            self._seg_i32 = F.commit_view(new)
             self._flushed_to = L.SEGMENT_DATA_OFFSET
             old.close()
             return new_id

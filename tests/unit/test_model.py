@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import chronicle_async as ca
 from chronicle_async import Queue, WriterConfig
@@ -100,7 +100,6 @@ class QueueMachine(RuleBasedStateMachine):
         self.writer = Queue.open_publisher(self.path, TINY)
         assert self.writer.epoch == self.model.open_writer()
         self.clock = 1_000  # non-decreasing timestamps, with repeats (also across calls and segments)
-        self.appended_since_roll = False
         self.real: dict[str, ca.QueueReader] = {}
         self.refs: dict[str, ref.ReferenceReader] = {}
         for key in READERS:
@@ -126,7 +125,6 @@ class QueueMachine(RuleBasedStateMachine):
         payload = make_payload(size, seed)
         ts = self._stamps(1)[0]
         assert self.writer.append(type_id, payload, ts) == self.model.append(type_id, payload, ts)
-        self.appended_since_roll = True
 
     @rule(
         batch=st.lists(st.tuples(sizes, st.integers(0, 255)), max_size=6),
@@ -145,14 +143,12 @@ class QueueMachine(RuleBasedStateMachine):
         stamps = self._stamps(len(payloads))
         first = self.writer.append_batch(arg, type_ids=tids, timestamps_ns=np.array(stamps, np.int64))
         assert first == self.model.append_batch(payloads, tids, stamps)
-        self.appended_since_roll |= bool(payloads)
 
     # Rolling an empty segment is allowed too: a reader opened EARLIEST on a queue whose oldest segment
     # holds no message must still report the right next_seq.
     @rule()
     def roll(self):
         self.writer.roll()
-        self.appended_since_roll = False
 
     @rule()
     def reopen_writer(self):
