@@ -6,6 +6,7 @@ CPU 1. Every cross-process figure uses real spawned processes.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -107,81 +108,69 @@ def _jit_latency_consume(seg, off, n, out):
 # in-process figures
 
 
-def jit_append_ns(n: int = 5_000_000) -> Result:
-    """Append from a jitted loop into a pre-faulted segment, no reader."""
+@contextlib.contextmanager
+def _scratch_writer(tag: str):
+    """A writer on a fresh queue with one pre-faulted 1 GiB segment, deleted afterwards."""
     from chronicle_async import Queue, WriterConfig
 
-    d = _fresh_dir("jitappend")
+    d = _fresh_dir(tag)
     try:
         with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
-            h = w.hot_handle()
-            p = np.zeros(PAYLOAD, np.uint8)
-            _jit_produce(h.seg, h.ctl, 10, p)
-            t0 = time.perf_counter_ns()
-            done = _jit_produce(h.seg, h.ctl, n, p)
-            dt = time.perf_counter_ns() - t0
-        return Result("chronicle jitted append (in-process)", "throughput", done / dt * 1e9, None, None, None, None, done,
-                      note=f"{dt / done:.1f} ns/msg")
+            yield w
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _rate(name: str, count: int, dt_ns: int, unit: str) -> Result:
+    return Result(name, "throughput", count / dt_ns * 1e9, None, None, None, None, count,
+                  note=f"{dt_ns / count:.1f} ns/{unit}")
+
+
+def jit_append_ns(n: int = 5_000_000) -> Result:
+    """Append from a jitted loop into a pre-faulted segment, no reader; the payload changes every message."""
+    with _scratch_writer("jitappend") as w:
+        h = w.hot_handle()
+        p = np.zeros(PAYLOAD, np.uint8)
+        _jit_produce(h.seg, h.ctl, 10, p)
+        t0 = time.perf_counter_ns()
+        done = _jit_produce(h.seg, h.ctl, n, p)
+        return _rate("chronicle jitted append (in-process)", done, time.perf_counter_ns() - t0, "msg")
 
 
 def python_append_ns(n: int = 1_000_000) -> Result:
-    from chronicle_async import Queue, WriterConfig
-
-    d = _fresh_dir("pyappend")
-    try:
-        with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
-            p = b"x" * PAYLOAD
-            append = w.append
-            for _ in range(1000):
-                append(1, p)
-            t0 = time.perf_counter_ns()
-            for _ in range(n):
-                append(1, p)
-            dt = time.perf_counter_ns() - t0
-        return Result("chronicle Python append() (in-process)", "throughput", n / dt * 1e9, None, None, None, None, n,
-                      note=f"{dt / n:.0f} ns/call")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    with _scratch_writer("pyappend") as w:
+        p = b"x" * PAYLOAD
+        append = w.append
+        for _ in range(1000):
+            append(1, p)
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            append(1, p)
+        return _rate("chronicle Python append() (in-process)", n, time.perf_counter_ns() - t0, "call")
 
 
 def python_batch_append_ns(n: int = 5_000_000, batch: int = 10_000) -> Result:
-    from chronicle_async import Queue, WriterConfig
-
-    d = _fresh_dir("batch")
-    try:
-        with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
-            rows = np.zeros((batch, PAYLOAD), np.uint8)
-            w.append_batch(rows[:10], 1)
-            t0 = time.perf_counter_ns()
-            for _ in range(n // batch):
-                w.append_batch(rows, 1)
-            dt = time.perf_counter_ns() - t0
-        m = (n // batch) * batch
-        return Result(f"chronicle Python append_batch ({batch}/call)", "throughput", m / dt * 1e9, None, None, None, None, m,
-                      note=f"{dt / m:.1f} ns/msg")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    with _scratch_writer("batch") as w:
+        rows = np.zeros((batch, PAYLOAD), np.uint8)
+        w.append_batch(rows[:10], 1)
+        t0 = time.perf_counter_ns()
+        for _ in range(n // batch):
+            w.append_batch(rows, 1)
+        return _rate(f"chronicle Python append_batch ({batch}/call)", (n // batch) * batch,
+                     time.perf_counter_ns() - t0, "msg")
 
 
 def python_next_ns(n: int = 1_000_000) -> Result:
-    from chronicle_async import Queue, WriterConfig
+    from chronicle_async import Queue
 
-    d = _fresh_dir("next")
-    try:
-        with Queue.open_publisher(d, WriterConfig(segment_size=BIG_SEGMENT)) as w:
-            w.append_batch(np.zeros((n, PAYLOAD), np.uint8), 1)
-            with Queue.open_subscriber(d, None, "earliest") as r:
-                nxt = r.next
-                t0 = time.perf_counter_ns()
-                for _ in range(n):
-                    nxt()
-                dt = time.perf_counter_ns() - t0
-        return Result("chronicle Python next() (in-process, zero-copy)", "throughput", n / dt * 1e9, None, None, None, None, n,
-                      note=f"{dt / n:.0f} ns/msg")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    with _scratch_writer("next") as w:
+        w.append_batch(np.zeros((n, PAYLOAD), np.uint8), 1)
+        with Queue.open_subscriber(w.path, None, "earliest") as r:
+            nxt = r.next
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                nxt()
+            return _rate("chronicle Python next() (in-process, zero-copy)", n, time.perf_counter_ns() - t0, "msg")
 
 
 # ---------------------------------------------------------------------------------------------

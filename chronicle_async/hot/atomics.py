@@ -51,6 +51,19 @@ def _typed_ptr(context, builder, arrty, arr, offset, bits):
     return builder.bitcast(_byte_ptr(context, builder, arrty, arr, offset), ir.IntType(bits).as_pointer())
 
 
+def _emit_load(builder, ptr, bits, ordering):
+    if ordering == "plain":
+        return builder.load(ptr, align=bits // 8)
+    return builder.load_atomic(ptr, ordering, align=bits // 8)
+
+
+def _emit_store(builder, val, ptr, bits, ordering):
+    if ordering == "plain":
+        builder.store(val, ptr, align=bits // 8)
+    else:
+        builder.store_atomic(val, ptr, ordering, align=bits // 8)
+
+
 def _check_buf(buf):
     return isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.ndim == 1
 
@@ -67,10 +80,7 @@ def _make_load(bits, ordering):
         def codegen(context, builder, signature, args):
             arr, off = args
             off = context.cast(builder, off, signature.args[1], types.intp)
-            ptr = _typed_ptr(context, builder, signature.args[0], arr, off, bits)
-            if ordering == "plain":
-                return builder.load(ptr, align=bits // 8)
-            return builder.load_atomic(ptr, ordering, align=bits // 8)
+            return _emit_load(builder, _typed_ptr(context, builder, signature.args[0], arr, off, bits), bits, ordering)
 
         return sig, codegen
 
@@ -90,11 +100,7 @@ def _make_store(bits, ordering):
             arr, off, val = args
             off = context.cast(builder, off, signature.args[1], types.intp)
             val = context.cast(builder, val, signature.args[2], nbty)
-            ptr = _typed_ptr(context, builder, signature.args[0], arr, off, bits)
-            if ordering == "plain":
-                builder.store(val, ptr, align=bits // 8)
-            else:
-                builder.store_atomic(val, ptr, ordering, align=bits // 8)
+            _emit_store(builder, val, _typed_ptr(context, builder, signature.args[0], arr, off, bits), bits, ordering)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -132,10 +138,7 @@ def _make_load_at(bits, ordering):
 
         def codegen(context, builder, signature, args):
             addr = context.cast(builder, args[0], signature.args[0], types.int64)
-            ptr = builder.inttoptr(addr, ir.IntType(bits).as_pointer())
-            if ordering == "plain":
-                return builder.load(ptr, align=bits // 8)
-            return builder.load_atomic(ptr, ordering, align=bits // 8)
+            return _emit_load(builder, builder.inttoptr(addr, ir.IntType(bits).as_pointer()), bits, ordering)
 
         return sig, codegen
 
@@ -152,11 +155,7 @@ def _make_store_at(bits, ordering):
         def codegen(context, builder, signature, args):
             addr = context.cast(builder, args[0], signature.args[0], types.int64)
             val = context.cast(builder, args[1], signature.args[1], nbty)
-            ptr = builder.inttoptr(addr, ir.IntType(bits).as_pointer())
-            if ordering == "plain":
-                builder.store(val, ptr, align=bits // 8)
-            else:
-                builder.store_atomic(val, ptr, ordering, align=bits // 8)
+            _emit_store(builder, val, builder.inttoptr(addr, ir.IntType(bits).as_pointer()), bits, ordering)
             return context.get_dummy_value()
 
         return sig, codegen
