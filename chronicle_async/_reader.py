@@ -38,7 +38,6 @@ _HDR = L.RECORD_HEADER_LENGTH
 _BODY_OFFSET = L.REC_TYPE_ID_OFFSET
 _ALIGN_M1 = L.RECORD_ALIGNMENT - 1
 _ALIGN_MASK = ~_ALIGN_M1
-_NO_TIMESPEC = np.zeros(0, np.int64)
 _STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
 _tuple_new = tuple.__new__
 _monotonic = time.monotonic
@@ -319,23 +318,22 @@ class QueueReader:
             exact = bool(self._ctl_i32[L.CTL_WRITER_FLAGS_OFFSET // 4] & L.WRITER_FLAG_ASYMMETRIC_FENCE)
             now = _monotonic()
             remaining = None if deadline is None else max(0.0, deadline - now)
-            slice_ = remaining if exact else (0.001 if remaining is None else min(remaining, 0.001))
+            cap = W.PARK_SLICE_S if exact else 0.001  # slices re-register; a dead parker expires
+            slice_ = cap if remaining is None else min(remaining, cap)
             if not self._can_park:
-                time.sleep(0.001 if slice_ is None else min(slice_, 0.001))
+                time.sleep(min(slice_, 0.001))
             else:
                 W.register_waiter(ctl, 1)
+                W.extend_park_deadline(ctl, time.time_ns() + int(slice_ * 1e9) + 1)
                 try:
                     if exact and not asymmetric_fence():
-                        slice_ = 0.001 if slice_ is None else min(slice_, 0.001)
+                        slice_ = min(slice_, 0.001)
                     seen = W.notify_word(ctl)
                     if self._seg_i32[self._off >> 2]:
                         return True
-                    if slice_ is None:
-                        ts = _NO_TIMESPEC
-                    else:
-                        ts = self._timespec
-                        ts[0] = int(slice_)
-                        ts[1] = int((slice_ - int(slice_)) * 1e9)
+                    ts = self._timespec
+                    ts[0] = int(slice_)
+                    ts[1] = int((slice_ - int(slice_)) * 1e9)
                     W.futex_wait(ctl, seen, ts)
                 finally:
                     W.register_waiter(ctl, -1)

@@ -46,7 +46,7 @@ _MAX_TYPE_ID = L.MAX_TYPE_ID
 _time_ns = time.time_ns
 _adler32 = zlib.adler32
 _pack_body = _BODY.pack_into
-_wake_waiters = K.wake_waiters
+_wake_if_waiting = K.wake_if_waiting
 
 #: bytes payloads up to this size are packed together with the header by one cached Struct.
 _FUSED_MAX = 4096
@@ -212,8 +212,8 @@ class QueueWriter:
         self._seg_i32[off >> 2] = n + 1  # the commit store (release: TSO, or a jitted store elsewhere)
         q[_IDX_WRITE_OFFSET] = end
         q[_IDX_NEXT_SEQ] = seq + 1
-        if self._ctl_i32[_IDX_WAITERS]:
-            _wake_waiters(self._ctl_arr)
+        if self._ctl_i32[_IDX_WAITERS]:  # rare: someone parked; the kernel checks their expiry too
+            _wake_if_waiting(self._ctl_arr)
         return seq
 
     def append_batch(
@@ -343,7 +343,7 @@ class QueueWriter:
             q[_IDX_WRITE_SEGMENT] = new_id
             q[_IDX_WRITE_OFFSET] = L.SEGMENT_DATA_OFFSET
             if self._ctl_i32[_IDX_WAITERS]:
-                K.wake_waiters(self._ctl_arr)
+                _wake_if_waiting(self._ctl_arr)
             if durable:
                 old.flush()
             else:

@@ -55,6 +55,14 @@ def max_payload(segment_size):
 
 
 @kernel(inline="always")
+def waiters_at(ctl_addr):
+    """True if a reader is parked: waiters > 0 and their registration has not expired."""
+    return load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0 and load_plain_i64_at(
+        ctl_addr + L.CTL_PARK_DEADLINE_NS_OFFSET
+    ) >= load_plain_i64_at(ctl_addr + L.CTL_HEARTBEAT_NS_OFFSET)
+
+
+@kernel(inline="always")
 def wake_at(ctl_addr):
     """Bump the futex word and wake every parked reader (a syscall: only when waiters > 0)."""
     word = ctl_addr + L.CTL_NOTIFY_SEQ_OFFSET
@@ -66,6 +74,14 @@ def wake_at(ctl_addr):
 def wake_waiters(ctl):
     """``wake_at`` for Python callers holding the control mapping as an array."""
     wake_at(address_of(ctl, 0))
+
+
+@kernel
+def wake_if_waiting(ctl):
+    """Wake parked readers if any are registered and unexpired (Python's slow path)."""
+    a = address_of(ctl, 0)
+    if waiters_at(a):
+        wake_at(a)
 
 
 @kernel(inline="always")
@@ -106,7 +122,7 @@ def append_at(seg_addr, seg_size, ctl_addr, type_id, src_addr, n, timestamp_ns):
         store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off + rec)
         store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, result + 1)
         signal_fence_seq_cst()
-        if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+        if waiters_at(ctl_addr):
             wake_at(ctl_addr)
     return result
 
@@ -169,6 +185,6 @@ def append_batch(seg, ctl, type_ids, data, offsets, timestamps, start):
     store_release_i64_at(ctl_addr + L.CTL_WRITE_OFFSET_OFFSET, off)
     store_release_i64_at(ctl_addr + L.CTL_NEXT_SEQ_OFFSET, seq)
     fence_seq_cst()  # StoreLoad: the commits above before the waiter check below
-    if load_relaxed_i32_at(ctl_addr + L.CTL_WAITERS_OFFSET) != 0:
+    if waiters_at(ctl_addr):
         wake_at(ctl_addr)
     return done

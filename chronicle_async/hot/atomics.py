@@ -195,6 +195,7 @@ store_release_i64 = _make_store(64, "release")
 
 fetch_add_seq_cst_i32 = _make_rmw(32, "add", "seq_cst")
 fetch_add_release_i32 = _make_rmw(32, "add", "release")
+fetch_max_seq_cst_i64 = _make_rmw(64, "max", "seq_cst")
 
 
 @intrinsic

@@ -26,8 +26,8 @@ Control file (``control.cq``), four 128-byte lines, grouped by who writes them::
          +---------------+--------------+--------------+
    256   | heartbeat_ns  | (pad to 384)                                  writer's housekeeping thread
          +---------------+
-   384   |notify |waiters| (pad to 512)                                  futex word + waiter count
-         +-------+-------+
+   384   |notify |waiters| park_deadline_ns | (pad to 512)                futex word, waiters, their expiry
+         +-------+-------+------------------+
 
 Segment file: a 64-byte header, then records from ``SEGMENT_DATA_OFFSET``.
 The last ``RECORD_ALIGNMENT`` bytes are reserved so every segment can end with
@@ -94,6 +94,10 @@ CTL_HEARTBEAT_NS_OFFSET = 2 * CACHE_LINE_PAIR
 
 CTL_NOTIFY_SEQ_OFFSET = 3 * CACHE_LINE_PAIR  # the futex word
 CTL_WAITERS_OFFSET = CTL_NOTIFY_SEQ_OFFSET + SIZE_OF_I32
+#: Latest CLOCK_REALTIME ns until which some reader may be parked (atomic max by parkers).
+#: The writer wakes only while this is not older than its heartbeat, so the registration
+#: of a reader killed while parked expires within one park slice.
+CTL_PARK_DEADLINE_NS_OFFSET = CTL_WAITERS_OFFSET + SIZE_OF_I32
 
 CONTROL_FILE_LENGTH = 4 * CACHE_LINE_PAIR
 

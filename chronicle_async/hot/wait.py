@@ -2,26 +2,31 @@
 
 Waiting protocol (reader side, only when idle; see docs/format.md, "Waking"):
 
-1. ``waiters += 1`` (seq_cst RMW),
+1. ``waiters += 1`` (seq_cst RMW), and ``park_deadline_ns = max(it, now + slice)``,
 2. if the writer set ``WRITER_FLAG_ASYMMETRIC_FENCE``: ``membarrier(GLOBAL_EXPEDITED)``,
 3. ``seen = notify_seq`` (acquire),
 4. re-check for data; if there is some, ``waiters -= 1`` and return,
 5. ``futex_wait(&notify_seq, seen, timeout)``, then ``waiters -= 1``.
 
-Writer side, after each commit: load ``waiters``; if non-zero, bump
-``notify_seq`` and ``futex_wake`` (``append.wake_waiters``).
+Writer side, after each commit: load ``waiters``; if non-zero and
+``park_deadline_ns >= heartbeat_ns``, bump ``notify_seq`` and ``futex_wake``
+(``append.wake_waiters``). Parks last at most one slice (``PARK_SLICE_S``), so
+a reader killed while parked stops costing the writer wake-ups within a slice.
 """
 from __future__ import annotations
 
 from . import layout as L
 from ._jit import kernel
-from .atomics import address_of, fetch_add_seq_cst_i32, load_acquire_i32
+from .atomics import address_of, fetch_add_seq_cst_i32, fetch_max_seq_cst_i64, load_acquire_i32
 from .syscalls import FUTEX_WAIT, MACHINE, SYS_FUTEX, raw_syscall6
 
 SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283}.get(MACHINE, -1)
 MEMBARRIER_CMD_QUERY = 0
 MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1
 MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2
+
+#: Longest single futex sleep of a parked reader; each slice re-registers it.
+PARK_SLICE_S = 1.0
 
 EAGAIN = 11
 ETIMEDOUT = 110
@@ -32,6 +37,12 @@ EINTR = 4
 def register_waiter(ctl, delta):
     """``waiters += delta`` (seq_cst); returns the previous count."""
     return fetch_add_seq_cst_i32(ctl, L.CTL_WAITERS_OFFSET, delta)
+
+
+@kernel
+def extend_park_deadline(ctl, until_ns):
+    """``park_deadline_ns = max(park_deadline_ns, until_ns)`` (seq_cst)."""
+    return fetch_max_seq_cst_i64(ctl, L.CTL_PARK_DEADLINE_NS_OFFSET, until_ns)
 
 
 @kernel

@@ -160,3 +160,40 @@ def test_ping_pong_between_two_processes_never_loses_a_wake(spawn, queue_dir, st
     assert all(x["rounds"] == rounds for x in res)
     assert all(x["segment_id"] >= 3 for x in res), f"too few rolls: {res}"
     assert sum(x["parks"] for x in res) > 0, "no side ever had to wait"
+
+
+@pytest.mark.timeout(120)
+def test_a_reader_killed_while_parked_stops_costing_the_writer_wakes(spawn, queue_dir):
+    """kill -9 leaves the waiter count raised; its park deadline expires within one slice,
+    after which appends make no futex wake (notify_seq only moves on a wake)."""
+    import os
+    import signal
+
+    from chronicle_async import Queue
+    from chronicle_async.hot import wait as W
+
+    path = str(queue_dir / "q")
+    with Queue.open_publisher(path) as w:
+        parker = spawn("parker", path=path, name="doomed", strategy="park", skip=0, wait_timeout=None, want=1)
+        parker.expect("parked", timeout=60)
+        wait_until_parked(path, parker)
+        os.kill(parker.proc.pid, signal.SIGKILL)
+        parker.proc.wait(timeout=10)
+        assert read_control_i32(path, L.CTL_WAITERS_OFFSET) == 1  # the leak this guards against
+        time.sleep(W.PARK_SLICE_S + 3 * w.config.heartbeat_interval + 0.2)
+        before = read_control_i32(path, L.CTL_NOTIFY_SEQ_OFFSET)
+        for i in range(100):
+            w.append(1, b"after the reader died %d" % i)
+        assert read_control_i32(path, L.CTL_NOTIFY_SEQ_OFFSET) == before
+        # and a live parker still gets woken, despite the stale count
+        with Queue.open_subscriber(path, None, "latest", wait_strategy="park") as r:
+            import threading
+
+            got = []
+            t = threading.Thread(target=lambda: got.append(r.wait(timeout=5.0)))
+            t.start()
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            w.append(1, b"wake up")
+            t.join(10)
+            assert got == [True] and time.monotonic() - t0 < WAKE_BOUND
