@@ -32,7 +32,6 @@ import platform
 
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel
@@ -169,32 +168,22 @@ load_plain_u8_at = _make_load_at(8, "plain")
 load_plain_i32_at = _make_load_at(32, "plain")
 load_relaxed_i32_at = _make_load_at(32, "monotonic")
 load_acquire_i32_at = _make_load_at(32, "acquire")
-load_seq_cst_i32_at = _make_load_at(32, "seq_cst")
 load_plain_i64_at = _make_load_at(64, "plain")
 store_plain_u8_at = _make_store_at(8, "plain")
 store_plain_i32_at = _make_store_at(32, "plain")
 store_release_i32_at = _make_store_at(32, "release")
-store_seq_cst_i32_at = _make_store_at(32, "seq_cst")
 store_plain_i64_at = _make_store_at(64, "plain")
 store_release_i64_at = _make_store_at(64, "release")
 
-load_plain_i32 = _make_load(32, "plain")
-load_relaxed_i32 = _make_load(32, "monotonic")
 load_acquire_i32 = _make_load(32, "acquire")
-load_seq_cst_i32 = _make_load(32, "seq_cst")
 load_plain_i64 = _make_load(64, "plain")
-load_relaxed_i64 = _make_load(64, "monotonic")
 load_acquire_i64 = _make_load(64, "acquire")
 
-store_plain_i32 = _make_store(32, "plain")
-store_relaxed_i32 = _make_store(32, "monotonic")
 store_release_i32 = _make_store(32, "release")
-store_seq_cst_i32 = _make_store(32, "seq_cst")
 store_plain_i64 = _make_store(64, "plain")
 store_release_i64 = _make_store(64, "release")
 
 fetch_add_seq_cst_i32 = _make_rmw(32, "add", "seq_cst")
-fetch_add_release_i32 = _make_rmw(32, "add", "release")
 fetch_max_seq_cst_i64 = _make_rmw(64, "max", "seq_cst")
 
 
@@ -221,23 +210,6 @@ def fence_seq_cst(typingctx):
 
     def codegen(context, builder, signature, args):
         builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def copy_bytes(typingctx, dst, dst_offset, src, src_offset, nbytes):
-    """``memcpy(dst + dst_offset, src + src_offset, nbytes)`` with no bounds checks and no refcounting."""
-    if not (_check_buf(dst) and isinstance(src, types.Array) and src.ndim == 1):
-        return None
-    sig = types.void(dst, types.intp, src, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        d, doff, s, soff, n = args
-        dptr = _byte_ptr(context, builder, signature.args[0], d, doff)
-        sptr = _byte_ptr(context, builder, signature.args[2], s, soff)
-        cgutils.raw_memcpy(builder, dptr, sptr, n, 1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -281,11 +253,6 @@ def cpu_relax(typingctx):
 
 
 @kernel
-def py_fetch_add_seq_cst_i32(buf, offset, value):
-    return fetch_add_seq_cst_i32(buf, offset, value)
-
-
-@kernel
 def py_load_acquire_i32(buf, offset):
     return load_acquire_i32(buf, offset)
 
@@ -293,13 +260,3 @@ def py_load_acquire_i32(buf, offset):
 @kernel
 def py_store_release_i32(buf, offset, value):
     store_release_i32(buf, offset, value)
-
-
-@kernel
-def py_store_release_i64(buf, offset, value):
-    store_release_i64(buf, offset, value)
-
-
-@kernel
-def py_fence_seq_cst():
-    fence_seq_cst()
