@@ -94,6 +94,12 @@ class FileLock:
     def held(self) -> bool:
         return self._fd >= 0
 
+    def __del__(self) -> None:  # an object dropped without close() must not keep its name locked
+        try:
+            self.release()
+        except Exception:
+            pass
+
     def _forget_in_child(self) -> None:
         if self._fd >= 0:
             try:

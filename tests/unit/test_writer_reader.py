@@ -948,3 +948,33 @@ def test_reprs_name_the_path_and_position(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir, "rep") as r:
         assert str(queue_dir) in repr(w) and "next_seq=0" in repr(w)
         assert "rep" in repr(r) and str(queue_dir) in repr(r)
+
+
+def test_a_reader_dropped_without_close_frees_its_name(queue_dir):
+    import gc
+
+    from chronicle_async import Queue
+
+    path = str(queue_dir / "q")
+    with Queue.open_publisher(path) as w:
+        w.append(1, b"x")
+        r = Queue.open_subscriber(path, "forgetful")
+        assert r.next().payload == b"x"
+        del r
+        gc.collect()
+        with Queue.open_subscriber(path, "forgetful") as again:  # no ReaderLockedError
+            assert again.name == "forgetful"
+
+
+def test_a_writer_dropped_without_close_frees_the_queue(queue_dir):
+    import gc
+
+    from chronicle_async import Queue
+
+    path = str(queue_dir / "q")
+    w = Queue.open_publisher(path)
+    w.append(1, b"x")
+    del w
+    gc.collect()
+    with Queue.open_publisher(path) as again:  # no WriterLockedError
+        assert again.next_seq == 1
