@@ -55,14 +55,21 @@ def _jit_produce(seg, ctl, n, payload):
 
 
 @numba.njit(nogil=True, cache=True)
+def _spin_read(seg, off):
+    """Busy-spin until the record at ``off`` is committed; ``read_next``'s tuple."""
+    while True:
+        res = read_next(seg, off)
+        if res[0] != NO_DATA:
+            return res
+        cpu_relax()
+
+
+@numba.njit(nogil=True, cache=True)
 def _jit_consume(seg, off, n):
     got = 0
     bad = 0
     while got < n:
-        code, nxt, seq, _ts, _t, _poff, _len = read_next(seg, off)
-        if code == NO_DATA:
-            cpu_relax()
-            continue
+        code, nxt, seq, _ts, _t, _poff, _len = _spin_read(seg, off)
         if code != 0:
             return -1, bad
         if seq != got:
@@ -86,22 +93,13 @@ def _jit_paced_produce(seg, ctl, n, payload, interval_ticks):
 
 @numba.njit(nogil=True, cache=True)
 def _jit_latency_consume(seg, off, n, out):
-    got = 0
-    while got < n:
-        code, nxt, _seq, _ts, _t, poff, _len = read_next(seg, off)
-        if code == NO_DATA:
-            cpu_relax()
-            continue
+    for got in range(n):
+        code, nxt, _seq, _ts, _t, poff, _len = _spin_read(seg, off)
         if code != 0:
             return -1
-        now = rdtsc()
-        sent = 0
-        for k in range(8):
-            sent |= np.int64(seg[poff + k]) << (8 * k)
-        out[got] = now - sent
+        out[got] = rdtsc() - load_plain_i64(seg, poff)  # the writer's TSC stamp: payload bytes 0..7
         off = nxt
-        got += 1
-    return got
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,13 +175,13 @@ def python_next_ns(n: int = 1_000_000) -> Result:
 # cross-process figures
 
 
-def _open_reader_when_ready(d: str):
+def _open_reader_when_ready(d: str, wait_strategy: str = "busy_spin"):
     from chronicle_async import Queue, QueueNotFoundError
 
     deadline = time.monotonic() + 60
     while True:
         try:
-            return Queue.open_subscriber(d, None, "earliest", wait_strategy="busy_spin")
+            return Queue.open_subscriber(d, None, "earliest", wait_strategy=wait_strategy)
         except QueueNotFoundError:
             if time.monotonic() > deadline:
                 raise
@@ -471,8 +469,7 @@ def _w_wake(d: str, n: int, period_s: float, go, _out) -> None:
 def _r_wake(d: str, n: int, ready, out) -> None:
     pin(1)
     unpack = struct.Struct("<q").unpack_from
-    r = _open_reader_when_ready(d)
-    r._strategy = __import__("chronicle_async").WaitStrategy.PARK
+    r = _open_reader_when_ready(d, "park")
     lat = np.zeros(n, np.int64)
     ready.set()
     got = 0

@@ -126,7 +126,7 @@ class QueueReader:
         if start is Start.COMMITTED and saved is not None:
             seg, off, nseq = saved
             if self._try_map(seg):
-                self._set_position(seg, off, nseq)
+                self._set_position(off, nseq)
                 self._revalidate_position()
                 return
             log.warning(
@@ -156,7 +156,8 @@ class QueueReader:
             old.close()
         return True
 
-    def _set_position(self, seg_id: int, off: int, next_seq: int) -> None:
+    def _set_position(self, off: int, next_seq: int) -> None:
+        """Position in the segment already mapped by ``_try_map``."""
         self._off = off
         self._next_seq = next_seq
 
@@ -181,7 +182,7 @@ class QueueReader:
     def _seek_earliest(self) -> None:
         for sid in F.list_segments(self._path):
             if self._try_map(sid):
-                self._set_position(sid, L.SEGMENT_DATA_OFFSET, self._first_seq_or_hint(sid))
+                self._set_position(L.SEGMENT_DATA_OFFSET, self._first_seq_or_hint(sid))
                 return
         raise CorruptSegmentError(f"queue {self._path} has no segment files; its data was deleted")
 
@@ -216,7 +217,7 @@ class QueueReader:
                 sid += 1
                 continue
             nseq = lseq + 1 if lseq >= 0 else self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8]
-            self._set_position(sid, off, nseq)
+            self._set_position(off, nseq)
             return
 
     # -- reading ----------------------------------------------------------------------------
@@ -362,7 +363,7 @@ class QueueReader:
         if isinstance(seq, bool) or not isinstance(seq, (int, np.integer)):
             raise ArgumentTypeError(f"seek(seq) takes an int, not {type(seq).__name__}")
         found = self._seek(R.SCAN_TO_SEQ, int(seq), 0)
-        return found and self._peek_seq() == seq
+        return found and self._seq_at(self._off) == seq
 
     def seek_timestamp(self, timestamp_ns: int) -> bool:
         """Position at the first message with ``timestamp_ns >=`` the target. True if one exists.
@@ -372,9 +373,6 @@ class QueueReader:
         if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, (int, np.integer)):
             raise ArgumentTypeError(f"seek_timestamp(timestamp_ns) takes an int of ns, not {type(timestamp_ns).__name__}")
         return self._seek(R.SCAN_TO_TIMESTAMP, int(timestamp_ns), 1)
-
-    def _peek_seq(self) -> int:
-        return struct.unpack_from("<q", self._seg_mv, self._off + L.REC_SEQ_OFFSET)[0]
 
     def _seek(self, mode: int, target: int, key: int) -> bool:
         self._check_open()
@@ -398,13 +396,13 @@ class QueueReader:
                 continue
             st, off, _ls, _lo, _n = R.scan(self._seg.arr, L.SEGMENT_DATA_OFFSET, mode, target)
             if st == 0:
-                self._set_position(sid, off, self._seq_at(off))
+                self._set_position(off, self._seq_at(off))
                 return True
             if st == S.END_OF_SEGMENT:
                 continue
             if st == S.CORRUPT:
                 raise CorruptSegmentError(f"segment {self._seg.path} has a malformed record at offset {off}")
-            self._set_position(sid, off, self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8])
+            self._set_position(off, self._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8])
             return False
         return False
 

@@ -33,6 +33,17 @@ _IDX_NEXT_SEQ = L.CTL_NEXT_SEQ_OFFSET // 8
 _IDX_WRITE_SEGMENT = L.CTL_WRITE_SEGMENT_OFFSET // 8
 
 
+def write_end_marker(m: F.Mapping, off: int, seq: int) -> None:
+    """Commit a padding record in segment mapping ``m`` from ``off`` to the end of the segment.
+
+    Header first, commit word last (a release store), as for every record; ``seq`` is
+    the next seq, which the marker does not consume.
+    """
+    n = m.length - off - _HDR
+    _BODY.pack_into(m.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
+    F.commit_view(m)[off >> 2] = n + 1
+
+
 def recover(w: "QueueWriter") -> None:
     """Find the tail after any previous writer, clean or crashed, and continue after it.
 
@@ -69,7 +80,7 @@ def recover(w: "QueueWriter") -> None:
         torn, off, next_seq = True, loff, lseq  # the torn record's seq is reused
     if torn or (not clean and R.any_nonzero(w._seg.arr, off)):
         log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", w._seg.path, off)
-        w._write_end_marker(off, next_seq if next_seq is not None else 0)
+        write_end_marker(w._seg, off, next_seq if next_seq is not None else 0)
         seg_id += 1
         F.create_segment(d, seg_id, w._segment_size, w._queue_id)
         w._map_segment(seg_id)
@@ -90,9 +101,7 @@ def _seal_predecessor(w: "QueueWriter", seg_id: int) -> None:
         st, off, lseq, _lo, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
         if st != S.END_OF_SEGMENT:
             log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", w._path, prev, off)
-            n = w._segment_size - off - _HDR
-            _BODY.pack_into(m.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, max(lseq + 1, 0), time.time_ns(), n, 0)
-            F.commit_view(m)[off >> 2] = n + 1
+            write_end_marker(m, off, max(lseq + 1, 0))
     finally:
         m.close()
 

@@ -24,7 +24,7 @@ from ._errors import (
     WriterLockedError,
 )
 from ._housekeeping import Housekeeper
-from ._recovery import recover
+from ._recovery import recover, write_end_marker
 from ._lock import FileLock, read_owner
 from ._sys import TSO, asymmetric_fence_register
 from .hot import append as K
@@ -160,15 +160,6 @@ class QueueWriter:
         self._seg_mv = m.mv
         if old is not None:
             old.close()
-
-    def _write_end_marker(self, off: int, seq: int) -> None:
-        """Commit a padding record from ``off`` to the end of the current segment."""
-        n = self._segment_size - off - _HDR
-        _BODY.pack_into(self._seg.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
-        self._commit(off, n + 1)
-
-    def _commit(self, off: int, word: int) -> None:
-        self._seg_i32[off >> 2] = word  # release store (see _ReleaseStoreView for non-TSO machines)
 
     # -- appending --------------------------------------------------------------------------
 
@@ -339,7 +330,7 @@ class QueueWriter:
             old = self._seg
             # The end marker goes first: a crash after it leaves a segment that recovery and
             # readers both follow to N+1 (which exists). Then the head moves.
-            self._write_end_marker(off, q[_IDX_NEXT_SEQ])
+            write_end_marker(self._seg, off, q[_IDX_NEXT_SEQ])
             q[_IDX_WRITE_SEGMENT] = new_id
             q[_IDX_WRITE_OFFSET] = L.SEGMENT_DATA_OFFSET
             if self._ctl_i32[_IDX_WAITERS]:

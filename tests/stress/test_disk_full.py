@@ -82,6 +82,16 @@ def read_all(r, start: int, stop: int) -> None:
 
 
 @pytest.mark.timeout(120)
+def read_all_from_earliest(queue: str, total: int) -> int:
+    """Read every message left in the queue, checking each; returns the first seq found."""
+    with Queue.open_subscriber(queue, None, "earliest") as r:
+        m = r.next()
+        assert m is not None
+        assert check_message(m, m.seq, MAX_SIZE) is None
+        read_all(r, m.seq + 1, total)
+        return m.seq
+
+
 def test_roll_on_full_disk_raises_disk_full_and_writer_continues_after_space_is_freed(small_tmpfs):
     queue = small_tmpfs / "q"
     filler = small_tmpfs / "filler"
@@ -183,13 +193,8 @@ def test_cleanup_segments_frees_space_for_the_writer_after_disk_full(small_tmpfs
         total = w.next_seq
     finally:
         w.close()
-    with Queue.open_subscriber(queue, None, "earliest") as r:
-        m = r.next()
-        assert m is not None
-        first = m.seq  # the first message left after the deleted segments
-        assert 0 < first < appended
-        assert check_message(m, first, MAX_SIZE) is None
-        read_all(r, first + 1, total)
+    first = read_all_from_earliest(queue, total)  # the first message left after the deleted segments
+    assert 0 < first < appended
     assert not temp_files(queue)
 
 
@@ -246,8 +251,4 @@ def test_append_batch_on_full_disk_can_be_retried_without_duplicates(small_tmpfs
         total = w.next_seq
     finally:
         w.close()
-    with Queue.open_subscriber(queue, None, "earliest") as r:
-        m = r.next()
-        assert m is not None
-        assert check_message(m, m.seq, MAX_SIZE) is None
-        read_all(r, m.seq + 1, total)  # every message once: no batch prefix appended twice
+    read_all_from_earliest(queue, total)  # every message once: no batch prefix appended twice

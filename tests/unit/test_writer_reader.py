@@ -690,14 +690,15 @@ for i in range(3):
     w.append(0, b"pre %d" % i)
 print("ready", flush=True)
 sys.stdin.readline()
-original = w._write_end_marker
+import chronicle_async._writer as writer_module  # roll() calls its write_end_marker
+original = writer_module.write_end_marker
 if sys.argv[2] == "before-end-marker":
-    w._write_end_marker = lambda off, seq: os._exit(9)
+    writer_module.write_end_marker = lambda m, off, seq: os._exit(9)
 else:
-    def marker_then_die(off, seq):
-        original(off, seq)
+    def marker_then_die(m, off, seq):
+        original(m, off, seq)
         os._exit(9)
-    w._write_end_marker = marker_then_die
+    writer_module.write_end_marker = marker_then_die
 w.roll()
 """
 
