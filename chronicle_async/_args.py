@@ -93,3 +93,12 @@ def coerce_enum(enum_cls: Any, value: Any, what: str) -> Any:
 def check_ttl(ttl: float) -> None:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
         raise InvalidArgumentError(f"ttl must be a positive number of seconds, got {ttl!r}")
+
+
+def check_seconds(name: str, value: Any) -> float:
+    """A positive, finite number of seconds, or a typed error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < float("inf"):
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -70,3 +70,21 @@ class DiskFullError(ChronicleError, OSError):
 
 class QueueClosedError(ChronicleError):
     """The writer or reader was closed."""
+
+
+class HandlerError(ChronicleError):
+    """A hot-loop handler failed: it returned a non-zero result, or raised.
+
+    The message it failed on was not consumed: ``source`` and ``seq`` name it,
+    and the source's position (committed) still points at it.
+    """
+
+    def __init__(self, message: str, result: int, source: int, seq: int):
+        super().__init__(message)
+        self.result = result
+        self.source = source
+        self.seq = seq
+
+
+class BackPressureError(ChronicleError):
+    """A bounded ring stayed full for longer than the caller allowed (the consumer is not draining it)."""

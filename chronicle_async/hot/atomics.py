@@ -175,6 +175,10 @@ store_release_i32_at = _make_store_at(32, "release")
 store_plain_i64_at = _make_store_at(64, "plain")
 store_release_i64_at = _make_store_at(64, "release")
 
+load_acquire_i64_at = _make_load_at(64, "acquire")
+load_relaxed_i64_at = _make_load_at(64, "monotonic")
+store_relaxed_i32_at = _make_store_at(32, "monotonic")
+
 load_acquire_i32 = _make_load(32, "acquire")
 load_plain_i64 = _make_load(64, "plain")
 load_acquire_i64 = _make_load(64, "acquire")
@@ -185,6 +189,49 @@ store_release_i64 = _make_store(64, "release")
 
 fetch_add_seq_cst_i32 = _make_rmw(32, "add", "seq_cst")
 fetch_max_seq_cst_i64 = _make_rmw(64, "max", "seq_cst")
+
+
+def _make_rmw_at(bits, op, ordering):
+    nbty = types.int32 if bits == 32 else types.int64
+
+    @intrinsic
+    def _rmw_at(typingctx, address, value):
+        sig = nbty(types.int64, nbty)
+
+        def codegen(context, builder, signature, args):
+            addr = context.cast(builder, args[0], signature.args[0], types.int64)
+            val = context.cast(builder, args[1], signature.args[1], nbty)
+            ptr = builder.inttoptr(addr, ir.IntType(bits).as_pointer())
+            return builder.atomic_rmw(op, ptr, val, ordering)
+
+        return sig, codegen
+
+    return _rmw_at
+
+
+fetch_add_seq_cst_i32_at = _make_rmw_at(32, "add", "seq_cst")
+fetch_max_seq_cst_i64_at = _make_rmw_at(64, "max", "seq_cst")
+
+
+@intrinsic
+def readonly_u8_at(typingctx, address, length):
+    """A read-only ``uint8[::1]`` array over ``length`` bytes at ``address``: no copy, no
+    allocation, no reference count (the caller keeps the memory mapped while it is used)."""
+    arrty = types.Array(types.uint8, 1, "C", readonly=True)
+    sig = arrty(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        addr = context.cast(builder, args[0], signature.args[0], types.int64)
+        n = context.cast(builder, args[1], signature.args[1], types.intp)
+        ary = make_array(arrty)(context, builder)
+        data = builder.inttoptr(addr, context.get_value_type(types.uint8).as_pointer())
+        one = context.get_constant(types.intp, 1)
+        populate_array(ary, data=data, shape=[n], strides=[one], itemsize=one, meminfo=None)
+        return ary._getvalue()
+
+    return sig, codegen
 
 
 @intrinsic
