@@ -6,12 +6,23 @@ Layout of the package:
 - ``chronicle_async.hot``: the data plane. Layout, atomics, and numba kernels that
   append and read with no syscalls, locks or allocations. Import its kernels to call
   them from your own ``@numba.njit`` code (``hot.append.append``).
+- ``chronicle_async.hot.loop``: what a jitted :class:`HotLoop` handler calls
+  (``emit``, ``param``, ``log``, ``clock``); ``chronicle_async.hot.ring``: the SPSC ring kernels.
 - ``chronicle_async.control``: the asyncio control plane (later releases).
 - private ``_*`` modules: the Python face over the hot kernels, and file handling.
 """
 from __future__ import annotations
 
 from ._config import Durability as Durability
+from ._errors import BackPressureError as BackPressureError
+from ._errors import HandlerError as HandlerError
+from ._fanin import FanInReader as FanInReader
+from ._hotloop import HotLogRecord as HotLogRecord
+from ._hotloop import HotLoop as HotLoop
+from ._idle import Backoff as Backoff
+from ._idle import BusySpin as BusySpin
+from ._idle import Park as Park
+from ._ring import SpscRing as SpscRing
 from ._config import Start as Start
 from ._config import WaitStrategy as WaitStrategy
 from ._config import WriterConfig as WriterConfig
@@ -41,7 +52,8 @@ from .retention import cleanup_segments as cleanup_segments
 __version__ = "0.1.0"
 
 __all__ = (
-    "ArgumentTypeError", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
+    "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
+    "HotLogRecord", "HotLoop", "Park", "SpscRing", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
     "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "Start", "UnsupportedVersionError", "WaitStrategy",

@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from . import _args as A
-from ._errors import ArgumentTypeError, CorruptQueueError, InvalidArgumentError, QueueClosedError
+from ._errors import (
+    ArgumentTypeError,
+    CorruptQueueError,
+    InvalidArgumentError,
+    QueueClosedError,
+    QueueNotFoundError,
+    UnsupportedVersionError,
+)
 from .hot import layout as L
 from .hot import ring as R
 
@@ -50,26 +57,34 @@ class SpscRing:
         p = A.check_path(path)
         _check_shape(capacity, slot_size)
         length = L.ring_length(capacity, slot_size)
-        try:
-            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise InvalidArgumentError(f"ring file {p} already exists: open it with SpscRing.open(), or remove it") from None
+        if os.path.lexists(p):
+            raise InvalidArgumentError(f"ring file {p} already exists: open it with SpscRing.open(), or remove it")
+        tmp = f"{p}.tmp-{os.getpid()}-{id(length)}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.posix_fallocate(fd, 0, length)
             mm = mmap.mmap(fd, length, flags=mmap.MAP_SHARED)
-        except OSError:
+            _IDENTITY.pack_into(mm, L.RING_MAGIC_OFFSET, L.RING_MAGIC, L.RING_VERSION, capacity, slot_size)
+            try:
+                os.link(tmp, p)  # publish complete: an opener never sees a half-written header
+            except FileExistsError:
+                mm.close()
+                raise InvalidArgumentError(f"ring file {p} already exists: open it with SpscRing.open(), or remove it") from None
+        finally:
             os.close(fd)
-            os.unlink(p)
-            raise
-        os.close(fd)
-        _IDENTITY.pack_into(mm, L.RING_MAGIC_OFFSET, L.RING_MAGIC, L.RING_VERSION, capacity, slot_size)
+            os.unlink(tmp)
         return cls(_mapping=mm, _path=p)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "SpscRing":
         """Map an existing ring file made by :meth:`create`."""
         p = A.check_path(path)
-        fd = os.open(p, os.O_RDWR)
+        try:
+            fd = os.open(p, os.O_RDWR)
+        except FileNotFoundError:
+            raise QueueNotFoundError(f"ring file {p} does not exist: create it with SpscRing.create()") from None
+        except IsADirectoryError:
+            raise InvalidArgumentError(f"{p} is a folder, not a ring file") from None
         try:
             size = os.fstat(fd).st_size
             if size < L.RING_SLOTS_OFFSET:
@@ -78,9 +93,19 @@ class SpscRing:
         finally:
             os.close(fd)
         magic, version, cap, slot = _IDENTITY.unpack_from(mm, L.RING_MAGIC_OFFSET)
-        if magic != L.RING_MAGIC or version != L.RING_VERSION or _shape_error(cap, slot) or size < L.ring_length(cap, slot):
+        problem = None
+        if magic != L.RING_MAGIC:
+            problem = f"is not a ring file (magic {magic:#x})"
+        elif version != L.RING_VERSION:
             mm.close()
-            raise CorruptQueueError(f"{p} is not a valid ring file (magic {magic:#x}, version {version}); recreate it with SpscRing.create()")
+            raise UnsupportedVersionError(f"ring file {p} has format version {version}; this chronicle_async reads {L.RING_VERSION}")
+        elif _shape_error(cap, slot):
+            problem = f"has an impossible shape ({_shape_error(cap, slot)})"
+        elif size < L.ring_length(cap, slot):
+            problem = f"is {size} bytes, shorter than its {cap} slots of {slot} bytes need ({L.ring_length(cap, slot)})"
+        if problem:
+            mm.close()
+            raise CorruptQueueError(f"{p} {problem}; recreate it with SpscRing.create()")
         return cls(_mapping=mm, _path=p)
 
     # -- producer ------------------------------------------------------------------------------
@@ -100,20 +125,25 @@ class SpscRing:
 
     def try_pop(self) -> bytes | None:
         """The oldest slot's bytes (``slot_size`` of them), or None if the ring is empty."""
+        self._check_open()
         if not R.py_pop(self._arr, self._scratch):
             return None
         return self._scratch.tobytes()
 
     def try_pop_into(self, out: np.ndarray) -> bool:
         """Pop into ``out`` (a writable ``uint8`` array; its first ``len(out)`` bytes of the slot)."""
+        self._check_open()
         if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.writeable:
             raise ArgumentTypeError("try_pop_into(out) takes a writable 1-d numpy uint8 array")
-        return bool(R.py_pop(self._arr, np.ascontiguousarray(out)))
+        if not out.flags.c_contiguous:
+            raise InvalidArgumentError("try_pop_into(out) needs a contiguous array (a strided view would lose the message)")
+        return bool(R.py_pop(self._arr, out))
 
     # -- either side ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Slots in use (a snapshot while both sides run)."""
+        self._check_open()
         return int(R.py_size(self._arr))
 
     @property
@@ -126,7 +156,8 @@ class SpscRing:
 
     @property
     def dropped(self) -> int:
-        """Pushes refused by ``push_or_drop`` (the log ring's overflow count)."""
+        """Pushes refused by the producer's ``hot.ring.push_or_drop_at`` (the log ring's overflow count)."""
+        self._check_open()
         return int(R.py_dropped(self._arr))
 
     @property
@@ -142,6 +173,8 @@ class SpscRing:
     def _bytes(self, data: Any) -> np.ndarray:
         self._check_open()
         if isinstance(data, np.ndarray):
+            if data.dtype.hasobject:
+                raise ArgumentTypeError("try_push takes bytes-like data; a numpy array of Python objects has no bytes to copy")
             if data.dtype != np.uint8 or data.ndim != 1:
                 data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
             return np.ascontiguousarray(data)

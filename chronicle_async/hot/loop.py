@@ -338,3 +338,10 @@ def collect(state, ctx, source, type_id, seq, timestamp_ns, payload):
     state[k, 5] = payload.shape[0]
     state[0, 0] = k
     return YIELD if k == state.shape[0] - 1 else 0
+
+
+@kernel
+def py_park(sources, bell_ring, scratch, park_ns):
+    """``park_many`` for Python callers (``FanInReader.wait``): sleep until a source is written."""
+    a = address_of(scratch, 0)
+    return park_many(sources, address_of(bell_ring, 0), a + L.SCRATCH_TIMESPEC_OFFSET, a + L.SCRATCH_WAITV_OFFSET, park_ns)

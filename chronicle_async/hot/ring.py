@@ -169,17 +169,17 @@ def try_pop_at(ring_addr, dst_addr, n):
 
 @kernel(inline="always")
 def try_push(ring, src):
-    """Push ``src`` (a ``uint8`` array of at most ``slot_size`` bytes). False if full.
+    """Push the bytes of ``src`` (a C-contiguous array, at most ``slot_size`` bytes). False if full.
 
-    Bytes of the slot past ``len(src)`` keep whatever they held.
+    Bytes of the slot past ``src.nbytes`` keep whatever they held.
     """
-    return try_push_at(address_of(ring, 0), address_of(src, 0), min(src.shape[0], slot_size_at(address_of(ring, 0))))
+    return try_push_at(address_of(ring, 0), address_of(src, 0), min(src.nbytes, slot_size_at(address_of(ring, 0))))
 
 
 @kernel(inline="always")
 def try_pop(ring, dst):
-    """Pop the oldest slot into ``dst`` (its first ``len(dst)`` bytes, at most a slot). False if empty."""
-    return try_pop_at(address_of(ring, 0), address_of(dst, 0), min(dst.shape[0], slot_size_at(address_of(ring, 0))))
+    """Pop the oldest slot into ``dst`` (a C-contiguous array: its first ``dst.nbytes`` bytes). False if empty."""
+    return try_pop_at(address_of(ring, 0), address_of(dst, 0), min(dst.nbytes, slot_size_at(address_of(ring, 0))))
 
 
 @kernel

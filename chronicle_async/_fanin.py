@@ -1,0 +1,234 @@
+"""FanInReader: merge many queues in timestamp order, zero-copy, with one wait for all of them."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
+from ._reader import Message, QueueReader
+from ._ring import SpscRing
+from .hot import layout as L
+from .hot import loop as K
+from .hot.wait import PARK_SLICE_S
+
+_monotonic = time.monotonic
+_time_ns = time.time_ns
+
+
+class _Source:
+    __slots__ = ("sid", "reader", "head", "before")
+
+    def __init__(self, sid: int, reader: QueueReader):
+        self.sid = sid
+        self.reader = reader
+        self.head: Message | None = None  # the one buffered message
+        self.before: tuple[int, int, int] | None = None  # (segment, offset, seq) of `head`'s record
+
+
+class FanInReader:
+    """Merge the messages of many readers: the smallest ``(timestamp_ns, source)`` goes first.
+
+    Each source keeps one buffered message; :meth:`next` hands out the smallest
+    and refills that source. Payloads stay zero-copy views of the mappings.
+
+    **Order guarantee.** Among the messages visible when ``next()`` is called,
+    the one returned has the smallest ``(timestamp_ns, source)``; each source's
+    own order is kept. A message written *later* with an *older* timestamp
+    (a slow writer) cannot be ordered before one already handed out. With
+    ``lateness=d`` seconds the reader builds a watermark: it holds the smallest
+    message until every source has a buffered message or the message is ``d``
+    old, so the output is in global timestamp order whenever every message
+    becomes visible within ``d`` of its timestamp (all writers stamp with the
+    same clock). ``lateness=0`` (the default) never holds anything.
+
+    :meth:`commit` covers exactly what has been handed out: a buffered message
+    not yet returned is redelivered after a restart. ``wait()`` spins briefly,
+    then parks on every empty source at once (``futex_waitv``), so no source
+    blocks another. Use from one thread; a context manager that closes its readers.
+    """
+
+    def __init__(self, readers: Sequence[QueueReader] = (), *, lateness: float = 0.0, spin_time: float = 20e-6):
+        if isinstance(lateness, bool) or not isinstance(lateness, (int, float)) or math.isnan(lateness) or lateness < 0:
+            raise InvalidArgumentError(f"lateness must be a non-negative number of seconds, got {lateness!r}")
+        if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
+            raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
+        self._lateness_ns = int(lateness * 1e9)
+        self._spin_time = float(spin_time)
+        self._sources: list[_Source] = []
+        self._next_id = 0
+        self._closed = False
+        self._bell = SpscRing(1, L.RING_SLOT_ALIGNMENT)  # only its doorbell and parked words are used
+        self._scratch = np.zeros(L.SCRATCH_LENGTH, np.uint8)
+        for r in readers:
+            self.add_reader(r)
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def add_reader(self, reader: QueueReader) -> int:
+        """Add a source (allowed at any time); returns its id, as carried by :meth:`next`."""
+        self._check_open()
+        if not isinstance(reader, QueueReader):
+            raise ArgumentTypeError(f"add_reader takes a QueueReader, not {type(reader).__name__}")
+        reader._check_open()
+        if any(s.reader is reader for s in self._sources):
+            raise InvalidArgumentError(f"{reader!r} is already a source of this FanInReader")
+        if len(self._sources) >= L.FUTEX_WAITV_MAX - 1:
+            raise InvalidArgumentError(f"a FanInReader merges at most {L.FUTEX_WAITV_MAX - 1} readers")
+        sid = self._next_id
+        self._next_id += 1
+        self._sources.append(_Source(sid, reader))
+        return sid
+
+    def remove_reader(self, source: int) -> QueueReader:
+        """Take a source out; its reader is positioned at its first message not handed out."""
+        self._check_open()
+        for i, s in enumerate(self._sources):
+            if s.sid == source:
+                del self._sources[i]
+                self._unbuffer(s)
+                return s.reader
+        raise InvalidArgumentError(f"this FanInReader has no source {source!r}")
+
+    @staticmethod
+    def _unbuffer(s: _Source) -> None:
+        if s.head is not None:
+            seg, off, seq = s.before
+            s.reader._off, s.reader._next_seq = off, seq
+            s.head = s.before = None
+
+    @property
+    def sources(self) -> dict[int, QueueReader]:
+        return {s.sid: s.reader for s in self._sources}
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        for s in self._sources:
+            if s.head is None:
+                r = s.reader
+                m = r.next()
+                if m is not None:
+                    s.head = m
+                    s.before = (r._seg_id, r._off - L.record_length(len(m.payload)), m.seq)
+
+    def next(self) -> tuple[int, Message] | None:
+        """``(source, message)`` with the smallest ``(timestamp_ns, source)``, or None. Never blocks."""
+        self._fill()
+        best = None
+        bts = 0
+        waiting = False
+        for s in self._sources:
+            h = s.head
+            if h is None:
+                waiting = True
+            elif best is None or h.timestamp_ns < bts:
+                best, bts = s, h.timestamp_ns
+        if best is None:
+            return None
+        if waiting and self._lateness_ns and _time_ns() - bts < self._lateness_ns:
+            return None  # an empty source may still produce something older: hold (the watermark)
+        m = best.head
+        best.head = best.before = None
+        return best.sid, m
+
+    def __iter__(self) -> Iterator[tuple[int, Message]]:
+        """Every message releasable now, merged, then stop (does not wait)."""
+        while True:
+            item = self.next()
+            if item is None:
+                return
+            yield item
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until :meth:`next` may return a message; True if it may, False on timeout."""
+        self._check_open()
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
+                raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+        deadline = None if timeout is None else _monotonic() + timeout
+        spin_end = _monotonic() + self._spin_time
+        while True:
+            self._fill()
+            hold = self._hold_s()
+            if hold == 0.0:
+                return True
+            now = _monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            if now < spin_end:
+                continue
+            slice_ = PARK_SLICE_S if hold is None else hold
+            if deadline is not None:
+                slice_ = min(slice_, deadline - now)
+            self._park(max(slice_, 1e-6))
+
+    def _hold_s(self) -> float | None:
+        """0 if next() would return now; seconds until a held message is released; None if nothing is buffered."""
+        oldest = None
+        waiting = False
+        for s in self._sources:
+            if s.head is None:
+                waiting = True
+            elif oldest is None or s.head.timestamp_ns < oldest:
+                oldest = s.head.timestamp_ns
+        if oldest is None:
+            return None
+        if not waiting or not self._lateness_ns:
+            return 0.0
+        left = self._lateness_ns - (_time_ns() - oldest)
+        return 0.0 if left <= 0 else left / 1e9
+
+    def _park(self, seconds: float) -> None:
+        empty = [s.reader for s in self._sources if s.head is None]
+        table = np.zeros((len(empty), L.SRC_FIELDS), np.int64)
+        for i, r in enumerate(empty):
+            table[i, L.SRC_STATE] = L.SRC_ACTIVE
+            table[i, L.SRC_SEG_ADDR] = r._seg.arr.ctypes.data
+            table[i, L.SRC_OFFSET] = r._off
+            table[i, L.SRC_CTL_ADDR] = r._ctl_arr.ctypes.data
+            table[i, L.SRC_CAN_PARK] = 1 if r._can_park else 0
+        K.py_park(table, self._bell.buffer, self._scratch, int(seconds * 1e9))
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def commit(self, durable: bool = False) -> None:
+        """Commit every named source at exactly what has been handed out."""
+        self._check_open()
+        for s in self._sources:
+            r = s.reader
+            if r._pos is None:
+                continue
+            if s.head is not None:
+                seg, off, seq = s.before
+            else:
+                seg, off, seq = r._seg_id, r._off, r._next_seq
+            r._pos.commit(seg, off, seq, r._epoch, durable)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError("this FanInReader is closed")
+
+    def close(self) -> None:
+        """Close every source's reader (without committing)."""
+        if self._closed:
+            return
+        self._closed = True
+        for s in self._sources:
+            s.head = s.before = None
+            s.reader.close()
+        self._sources.clear()
+        self._bell.close()
+
+    def __enter__(self) -> "FanInReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<FanInReader sources={len(self._sources)}{' closed' if self._closed else ''}>"
