@@ -22,3 +22,11 @@ def test_jitted_append_example_runs(tmp_path):
     proc = subprocess.run([sys.executable, ex, str(tmp_path / "q")], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "read back 2,000,000 messages" in proc.stdout
+
+
+def test_hot_loop_strategy_example_handles_every_tick_and_writes_orders(tmp_path):
+    ex = os.path.join(os.path.dirname(__file__), "..", "examples", "hot_loop_strategy.py")
+    proc = subprocess.run([sys.executable, ex, str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "handled 600000 ticks from 3 feed processes" in proc.stdout
+    assert "first order: instrument" in proc.stdout
