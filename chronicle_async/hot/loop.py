@@ -121,7 +121,7 @@ def clock(ctx):
     return now_ns(ctx[3])
 
 
-@kernel(inline="always")
+@kernel
 def _log_at(log_addr, loop, level, event, source, arg0, arg1, arg2, arg3):
     """Write one log record in place in the log ring; count a drop if it is full."""
     slot = claim_at(log_addr)
@@ -154,7 +154,7 @@ def _row_addr(sources, i, field):
     return address_of(sources, 0) + (i * L.SRC_FIELDS + field) * L.SIZE_OF_I64
 
 
-@kernel(inline="always")
+@kernel
 def commit_source(sources, i, loop):
     """Write source ``i``'s position to its position file, if it is named and has moved."""
     pos = sources[i, L.SRC_POS_ADDR]
@@ -182,7 +182,7 @@ def _outputs_full(outputs):
     return full
 
 
-@kernel(inline="always")
+@kernel
 def _command(sources, pbits, loop, log_addr, op, a0, a1):
     """Carry out one command; True if it was STOP."""
     n_src = sources.shape[0]
@@ -208,7 +208,7 @@ def _command(sources, pbits, loop, log_addr, op, a0, a1):
     return False
 
 
-@kernel(inline="always")
+@kernel
 def _idle(sources, cmd, scratch_addr, idle, loop, empty):
     mode = idle[L.IDLE_MODE]
     if mode == L.IDLE_SPIN:
