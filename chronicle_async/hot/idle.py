@@ -47,7 +47,7 @@ def sched_yield():
 def clock_ns(clock_id, ts_addr):
     """``clock_gettime(clock_id)`` in ns, using 16 bytes of scratch at ``ts_addr``."""
     raw_syscall6(SYS_CLOCK_GETTIME, clock_id, ts_addr, 0, 0, 0, 0)
-    return load_plain_i64_at(ts_addr) * 1_000_000_000 + load_plain_i64_at(ts_addr + 8)
+    return load_plain_i64_at(ts_addr + L.TIMESPEC_SEC_OFFSET) * 1_000_000_000 + load_plain_i64_at(ts_addr + L.TIMESPEC_NSEC_OFFSET)
 
 
 @kernel(inline="always")
@@ -108,12 +108,12 @@ def park_many(sources, ring_addr, scratch_addr, waitv_addr, park_ns):
     if peek_at(ring_addr) == 0 and not _has_data(sources):
         # 3. sleep (absolute CLOCK_MONOTONIC deadline)
         deadline = clock_ns(CLOCK_MONOTONIC, scratch_addr) + park_ns
-        store_plain_i64_at(scratch_addr, deadline // 1_000_000_000)
-        store_plain_i64_at(scratch_addr + 8, deadline % 1_000_000_000)
+        store_plain_i64_at(scratch_addr + L.TIMESPEC_SEC_OFFSET, deadline // 1_000_000_000)
+        store_plain_i64_at(scratch_addr + L.TIMESPEC_NSEC_OFFSET, deadline % 1_000_000_000)
         result = raw_syscall6(SYS_FUTEX_WAITV, waitv_addr, n, 0, scratch_addr, CLOCK_MONOTONIC, 0)
         if result == -ENOSYS:
-            store_plain_i64_at(scratch_addr, 0)
-            store_plain_i64_at(scratch_addr + 8, min(park_ns, FALLBACK_PARK_NS))
+            store_plain_i64_at(scratch_addr + L.TIMESPEC_SEC_OFFSET, 0)
+            store_plain_i64_at(scratch_addr + L.TIMESPEC_NSEC_OFFSET, min(park_ns, FALLBACK_PARK_NS))
             result = raw_syscall6(SYS_FUTEX, bell, FUTEX_WAIT, load_plain_i64_at(waitv_addr) & 0xFFFFFFFF, scratch_addr, 0, 0)
     # 4. deregister
     store_relaxed_i32_at(ring_addr + L.RING_PARKED_OFFSET, 0)

@@ -334,6 +334,10 @@ IDLE_SPIN = 0
 IDLE_BACKOFF = 1
 IDLE_PARK = 2
 
+# struct timespec: | tv_sec i64 | tv_nsec i64 |
+TIMESPEC_SEC_OFFSET = 0
+TIMESPEC_NSEC_OFFSET = TIMESPEC_SEC_OFFSET + SIZE_OF_I64
+
 # The hot loop's scratch buffer: a timespec, then the futex_waitv entries.
 SCRATCH_TIMESPEC_OFFSET = 0
 SCRATCH_WAITV_OFFSET = 64
