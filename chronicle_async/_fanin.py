@@ -116,6 +116,7 @@ class FanInReader:
 
     def next(self) -> tuple[int, Message] | None:
         """``(source, message)`` with the smallest ``(timestamp_ns, source)``, or None. Never blocks."""
+        self._check_open()
         self._fill()
         best = None
         bts = 0

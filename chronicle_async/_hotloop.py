@@ -386,11 +386,11 @@ class HotLoop:
                 with self._lock:
                     if not self._on_exit(code):
                         break
-        except HandlerError as e:
+        except ChronicleError as e:
             self._error = e
         except BaseException as e:  # a handler that raised inside numba, or a bug: report, never swallow
-            self._error = HandlerError(f"the hot loop stopped: {type(e).__name__}: {e}", -1, -1, -1)
-            self._error.__cause__ = e
+            with self._lock:
+                self._error = self._raised(e)
         finally:
             self._loop[L.LOOP_STATE] = L.LOOP_STOPPED
             self._stopped.set()
@@ -417,7 +417,12 @@ class HotLoop:
         with self._lock:
             before = int(self._loop[L.LOOP_MESSAGES])
             while True:
-                code = self._enter(K.RUN_ONCE)
+                try:
+                    code = self._enter(K.RUN_ONCE)
+                except ChronicleError:
+                    raise
+                except Exception as e:
+                    raise self._raised(e) from e
                 if code == K.EXIT_ONCE:
                     self._on_exit(code)
                     break
@@ -452,6 +457,27 @@ class HotLoop:
                 f"{int(self._sources[slot, L.SRC_OFFSET])}; the hot loop stopped. Remove the reader and seek() past it"
             )
         return True
+
+    def _raised(self, e: BaseException) -> HandlerError:
+        """A jitted handler raised: name the message it failed on (still unconsumed) and commit."""
+        slot = int(self._loop[L.LOOP_EXIT_SLOT])
+        reader = self._readers.get(slot)
+        source = seq = -1
+        where = ""
+        if reader is not None and self._sources[slot, L.SRC_STATE] == L.SRC_ACTIVE:
+            row = self._sources[slot]
+            source = int(row[L.SRC_SOURCE_ID])
+            seq = int(row[L.SRC_NEXT_SEQ])
+            if row[L.SRC_SEG_ADDR] == reader._seg.arr.ctypes.data:  # the record the handler was given
+                seq = _Q.unpack_from(reader._seg_mv, int(row[L.SRC_OFFSET]) + L.REC_SEQ_OFFSET)[0]
+            where = f" on message seq {seq} of source {source} ({reader.path})"
+        self._commit_all()
+        err = HandlerError(
+            f"the hot-loop handler raised {type(e).__name__}: {e}{where}; the loop stopped and that message "
+            "was not consumed", -1, source, seq,
+        )
+        err.__cause__ = e
+        return err
 
     def _advance(self, slot: int) -> None:
         """A source reached its segment's end: map the next segment (rare; takes the GIL)."""

@@ -167,13 +167,6 @@ def commit_source(sources, i, loop):
 
 
 @kernel(inline="always")
-def _account(sources, i, k, loop):
-    sources[i, L.SRC_DELIVERED] += k
-    sources[i, L.SRC_UNCOMMITTED] += k
-    loop[L.LOOP_MESSAGES] += k
-
-
-@kernel(inline="always")
 def _outputs_full(outputs):
     full = False
     for j in range(outputs.shape[0]):
@@ -262,6 +255,7 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
             size = sources[i, L.SRC_SEG_SIZE]
             off = sources[i, L.SRC_OFFSET]
             source = sources[i, L.SRC_SOURCE_ID]
+            loop[L.LOOP_EXIT_SLOT] = i  # names the source if the handler raises
             k = 0
             while k < batch:
                 code, nxt, seq, ts, t, poff, n = read_next_at(seg, size, off)
@@ -269,7 +263,6 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                     break
                 if code != 0:  # a segment end (map the next one) or a malformed record
                     sources[i, L.SRC_OFFSET] = nxt
-                    _account(sources, i, k, loop)
                     if commit_every > 0:
                         commit_source(sources, i, loop)
                     loop[L.LOOP_EXIT_SLOT] = i
@@ -280,8 +273,6 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                     return EXIT_CORRUPT
                 rc = handler(state, ctx, source, t, seq, ts, readonly_u8_at(seg + poff, n))
                 if rc != 0 and rc != YIELD:  # an error: the message stays unconsumed
-                    _account(sources, i, k, loop)
-                    loop[L.LOOP_EXIT_SLOT] = i
                     loop[L.LOOP_ERROR] = rc
                     loop[L.LOOP_ERROR_SEQ] = seq
                     loop[L.LOOP_ERROR_SOURCE] = source
@@ -290,13 +281,13 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                 off = nxt
                 sources[i, L.SRC_OFFSET] = off
                 sources[i, L.SRC_NEXT_SEQ] = seq + 1
+                sources[i, L.SRC_DELIVERED] += 1
+                sources[i, L.SRC_UNCOMMITTED] += 1
+                loop[L.LOOP_MESSAGES] += 1
                 k += 1
                 if rc == YIELD or _outputs_full(outputs):
-                    _account(sources, i, k, loop)
-                    loop[L.LOOP_EXIT_SLOT] = i
                     return EXIT_YIELD if rc == YIELD else EXIT_NEED_ROLL
             if k > 0:
-                _account(sources, i, k, loop)
                 got += k
                 if commit_every > 0 and (k < batch or sources[i, L.SRC_UNCOMMITTED] >= commit_every):
                     commit_source(sources, i, loop)  # a burst ended, or enough has piled up
