@@ -1,10 +1,16 @@
 """Run chronicle_async's benchmarks beside the peers, several rounds, and print medians.
 
     python -m benchmarks.run [--rounds 3] [--quick] [--out results.md] [--memory] [--startup]
+    python -m benchmarks.run --hotcore [--rounds 3] [--quick] [--out results.md]
 
 Every round measures chronicle_async and the peers (multiprocessing.Queue,
 os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
 ratios are meaningful even on a noisy VM.
+
+``--hotcore`` runs only the hot-core figures (``benchmarks/hotcore.py``: the SPSC
+ring, the HotLoop's hand-off, fan-in, handler latency, steady-state memory, and
+asyncio lag beside it; about 2-3 minutes with 3 rounds). ``--with-hotcore`` adds
+them after the transport rounds of the full run (``make bench`` leaves them out).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import chronicle, peers
+from . import chronicle, hotcore, peers
 from ._harness import Result, format_table, machine_info, median_of
 
 
@@ -28,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages (a smoke run)")
     ap.add_argument("--memory", action="store_true", help="also run the 10M-message memory check")
     ap.add_argument("--startup", action="store_true", help="also measure start-up (warm and cold numba cache)")
+    ap.add_argument("--hotcore", action="store_true", help="run only the hot-core figures (benchmarks/hotcore.py)")
+    ap.add_argument("--with-hotcore", action="store_true", help="also run the hot-core figures after the transport rounds")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
+    if args.hotcore:
+        return _hotcore_only(args)
     by_name: dict[tuple[str, str], list[Result]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     t0 = time.time()
@@ -51,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.startup:
         extra.append(chronicle.startup(fresh_cache=False))
         extra.append(chronicle.startup(fresh_cache=True))
+    hot = []
+    if args.with_hotcore:
+        hot = hotcore.run_all(args.rounds, args.quick)
     info = machine_info()
     lines = [
         f"Machine: {info}",
-        f"Command: python -m benchmarks.run --rounds {args.rounds}{' --quick' if args.quick else ''}",
+        (f"Command: python -m benchmarks.run --rounds {args.rounds}{' --quick' if args.quick else ''}"
+         f"{' --memory' if args.memory else ''}{' --startup' if args.startup else ''}"
+         f"{' --with-hotcore' if args.with_hotcore else ''}"),
         f"Medians of {args.rounds} rounds; {time.time() - t0:.0f} s in all.",
         "",
         format_table(medians, baseline="pyzmq ipc"),
@@ -63,7 +78,33 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"- {r.name}: {r.note}" for r in medians if r.note]
     lines += [f"- {r.name}: {r.note}" for r in extra]
+    if hot:
+        lines += ["", "Hot core (medians of the rounds):", "", hotcore.format_report(hot)]
     lines += ["", "Raw rounds (JSON):", json.dumps({f"{k[0]} [{k[1]}]": [vars(r) for r in by_name[k]] for k in order})]
+    if hot:
+        lines += ["", "Hot-core figures (JSON):", json.dumps(hot)]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+def _hotcore_only(args: argparse.Namespace) -> int:
+    """``--hotcore``: the hot-core figures alone, ``--rounds`` rounds each."""
+    t0 = time.time()
+    figs = hotcore.run_all(args.rounds, args.quick)
+    lines = [
+        f"Machine: {machine_info()}",
+        f"Command: python -m benchmarks.run --hotcore --rounds {args.rounds}{' --quick' if args.quick else ''}",
+        f"Medians of {args.rounds} rounds; {time.time() - t0:.0f} s in all.",
+        "",
+        hotcore.format_report(figs),
+        "",
+        "Hot-core figures (JSON):",
+        json.dumps(figs),
+    ]
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -1,6 +1,7 @@
 """HotLoop: a handler running in a pinned thread inside a jitted duty cycle (``hot/loop.py``)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -397,12 +398,13 @@ class HotLoop:
 
     def _pin(self, cpu: int) -> None:
         try:
-            allowed = os.sched_getaffinity(0)
-            if cpu not in allowed:
-                raise OSError(f"CPU {cpu} is not in this process's allowed set {sorted(allowed)}")
-            os.sched_setaffinity(0, {cpu})  # 0 = the calling thread on Linux
-        except (OSError, AttributeError) as e:
-            self.pin_error = f"could not pin the hot thread to CPU {cpu}: {e}"
+            os.sched_setaffinity(0, {cpu})  # 0 = the calling thread (this hot thread) on Linux
+        except OSError as e:
+            why = "no such CPU, or it is outside this process's cpuset/taskset" if e.errno == errno.EINVAL else e.strerror
+            self.pin_error = f"could not pin the hot thread to CPU {cpu}: {why} ({e})"
+            warnings.warn(self.pin_error + "; it runs unpinned", RuntimeWarning, stacklevel=1)
+        except AttributeError:
+            self.pin_error = "could not pin the hot thread: os.sched_setaffinity is not available on this platform"
             warnings.warn(self.pin_error + "; it runs unpinned", RuntimeWarning, stacklevel=1)
 
     def run_once(self) -> int:

@@ -34,7 +34,8 @@ class SpscRing:
     **Single producer, single consumer.** At most one thread pushes and at most one
     pops at any time; they may be different threads or processes. Several senders
     must be serialised onto one producer (the control plane does so for the hot
-    loop's command ring). Each Python call crosses numba's dispatcher (~0.3 µs);
+    loop's command ring). From Python, ``try_push`` costs about 0.9 µs and ``try_pop``
+    0.3 µs (numba's dispatcher and the bytes conversion);
     jitted code uses ``chronicle_async.hot.ring`` on :attr:`buffer` directly.
 
     A context manager; ``close()`` unmaps a file-backed ring.
