@@ -457,6 +457,46 @@ def fanin_throughput(rounds: int = 3, per_queue: int = 1_000_000, queues: int = 
     )
 
 
+def python_callback_cost(rounds: int = 3, n: int = 1_000_000) -> dict:
+    """The Python-callback mode's cost per message: a pre-filled queue, a callback that counts."""
+    from chronicle_async import BusySpin, HotLoop, Queue
+
+    d = _fresh_dir("pycb")
+    rows = []
+    try:
+        with Queue.open_publisher(d) as w:
+            buf = np.zeros((min(n, 100_000), FANIN_PAYLOAD), np.uint8)
+            for s in range(0, n, len(buf)):
+                w.append_batch(buf[: min(len(buf), n - s)], 1)
+        for _ in range(rounds):
+            count = [0]
+
+            def cb(source, msg, count=count):
+                count[0] += 1
+
+            loop = HotLoop(cb, idle=BusySpin(), cpu=HOT_CPU)
+            try:
+                loop.add_reader(Queue.open_subscriber(d, None, "earliest"))
+                t0 = time.perf_counter()
+                loop.start()
+                _wait_for(lambda lp=loop: lp.messages >= n or lp.error is not None, 120, "the callbacks to finish")
+                dt = time.perf_counter() - t0
+            finally:
+                loop.close()
+            if count[0] != n:
+                raise RuntimeError(f"Python-callback mode: {count[0]} callbacks for {n} messages")
+            rows.append({"ns_per_msg": dt / n * 1e9, "msgs_per_s": n / dt, "n": n})
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return _figure(
+        "Python-callback mode, cost per message", "documented", rows,
+        lambda m: f"{m['ns_per_msg']:.0f} ns/msg ({m['msgs_per_s'] / 1e6:.2f} M msgs/s)",
+        lambda m: True,
+        note=f"{n:,} pre-filled {FANIN_PAYLOAD}-byte messages; callback(source, msg) counts; BusySpin on CPU {HOT_CPU}; "
+             "includes building each Message and the GIL-holding call",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. hot-loop handler one-way latency
 
@@ -824,6 +864,7 @@ def run_all(rounds: int = 3, quick: bool = False, peers: bool = True, progress: 
         ("ring", lambda: ring_throughput(rounds, 20_000_000 // k, 200_000 // k)),
         ("handoff", lambda: reader_handoff(rounds, 200)),
         ("fan-in", lambda: fanin_throughput(rounds, 1_000_000 // k)),
+        ("python-callback", lambda: python_callback_cost(rounds, 1_000_000 // k)),
         ("latency", lambda: handler_latency(rounds, 100_000 // k, 50_000 // k, 20_000 // k, peers=peers)),
         ("memory", lambda: steady_memory(rounds, 10_000_000 // k, 1_000_000 // k)),
         ("asyncio lag", lambda: asyncio_lag(rounds, 2000 // (2 if quick else 1))),
