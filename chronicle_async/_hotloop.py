@@ -181,8 +181,9 @@ class HotLoop:
         self._stopped = threading.Event()
         self._stopped.set()
         self._error: BaseException | None = None
-        for i in range(len(outs)):
+        for i, w in enumerate(outs):
             self._refresh_output(i)
+            w._hot_owner = self
         if isinstance(idle, (Park, Backoff)) and not futex_waitv_supported():
             warnings.warn(
                 "futex_waitv is not available (Linux 5.16+ needed): an idle HotLoop will wake every 1 ms "
@@ -244,11 +245,13 @@ class HotLoop:
             row[L.SRC_SOURCE_ID] = slot if source is None else source
             row[L.SRC_POS_GEN] = reader._pos._gen if reader._pos is not None else 0
             self._readers[slot] = reader
+            reader._hot_owner = self
             if self.running:
                 try:
                     self._send(L.CMD_ADD_READER, slot)
                 except BaseException:
                     del self._readers[slot]
+                    reader._hot_owner = None
                     self._free.append(slot)
                     raise
             else:
@@ -306,6 +309,7 @@ class HotLoop:
             row[L.SRC_UNCOMMITTED] += 1
             K.py_commit_source(self._sources, slot, self._loop)
         reader = self._sync_reader(slot)
+        reader._hot_owner = None
         del self._readers[slot]
         row[:] = 0
         self._free.append(slot)
@@ -636,6 +640,8 @@ class HotLoop:
             with self._lock:
                 for slot in list(self._readers):
                     self._retire(slot).close()
+            for w in self._outputs_w:
+                w._hot_owner = None
             self._cmd.close()
             self._log.close()
 

@@ -498,6 +498,11 @@ class QueueReader:
         """Release the reader name and unmap. Does not commit."""
         if self._closed:
             return
+        if getattr(self, "_hot_owner", None) is not None:
+            raise InvalidArgumentError(
+                f"reader {self._name!r} of {self._path} is owned by a HotLoop, which reads its mapping: "
+                "take it back with loop.remove_reader(source), or close the loop (which closes it)"
+            )
         self._closed = True
         self._teardown()
 

@@ -423,6 +423,12 @@ class QueueWriter:
         """Stop housekeeping, mark the queue cleanly closed, and release the writer lock."""
         if self._closed:
             return
+        owner = getattr(self, "_hot_owner", None)
+        if owner is not None and owner.running:
+            raise InvalidArgumentError(
+                f"the writer of {self._path} is an output of a running HotLoop, whose thread appends to it: "
+                "stop or close the loop first"
+            )
         self._closed = True
         if self._housekeeper is not None:
             self._housekeeper.stop()

@@ -807,3 +807,36 @@ def test_pinning_to_a_cpu_outside_the_allowed_set_keeps_the_reason_and_runs_unpi
             start_and_handle_one()
     assert loop.pin_error is not None and str(bad_cpu) in loop.pin_error
     loop.stop()
+
+
+def test_closing_a_reader_the_loop_owns_is_refused_until_it_is_taken_back(tmp_path):
+    q = tmp_path / "owned"
+    with Queue.open_publisher(q, SMALL) as w:
+        w.append(1, b"x")
+        reader = Queue.open_subscriber(q, "owned", "earliest")
+        loop = HotLoop(probe, new_state(100, 4096))
+        try:
+            src = loop.add_reader(reader)
+            with pytest.raises(InvalidArgumentError, match="remove_reader"):
+                reader.close()
+            assert not reader.closed
+            assert loop.run_once() == 1  # the loop still reads its mapping
+            back = loop.remove_reader(src)
+            back.close()  # taken back: closing is allowed again
+            assert back.closed
+        finally:
+            loop.close()
+
+
+def test_closing_an_output_writer_while_the_loop_runs_is_refused(tmp_path):
+    with Queue.open_publisher(tmp_path / "in", SMALL) as _w_in, Queue.open_publisher(tmp_path / "out", SMALL) as out:
+        loop = HotLoop(probe, new_state(100, 4096), outputs=[out], idle=Park())
+        loop.start()
+        try:
+            with pytest.raises(InvalidArgumentError, match="stop or close the loop"):
+                out.close()
+            assert not out.closed
+        finally:
+            loop.close()
+        out.close()  # the loop is closed: the writer is the application's again
+        assert out.closed
