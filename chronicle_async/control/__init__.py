@@ -1,5 +1,15 @@
-"""The asyncio control plane (issue: control plane). Not part of this release yet.
+"""The asyncio control plane: the cold path beside a hot loop, on uvloop.
 
-It will run segment preallocation, retention, discovery and log draining as
-coroutines on uvloop, and hand readers to the hot thread through SPSC rings.
+- :class:`ControlPlane` (``_plane.py``): an async context manager owning the
+  workers below, each a supervised coroutine with a bounded request queue;
+  blocking file work runs in executor threads, never on the event loop.
+- prealloc (``prealloc.py``): prepares segment N+1 of each managed writer.
+- retention (``retention.py``): deletes old segments in small batches.
+- discovery (``discovery.py``): finds new queues under a bus root with
+  inotify (watchfiles) and hands their readers to a :class:`HotLoop`.
+- log drain (``logdrain.py``): the hot loop's log ring to logging or a file.
+- :class:`PassiveDiscovery` (``passive.py``): Waiting / Connected / Disconnected
+  events for one queue, for services that follow a writer's life.
+- async consumption (``aio.py``): ``async for`` over a reader or a fan-in.
 """
+from __future__ import annotations
