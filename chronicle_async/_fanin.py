@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -142,6 +142,24 @@ class FanInReader:
             if item is None:
                 return
             yield item
+
+    def __aiter__(self) -> Any:
+        """``async for source, msg in fanin``: the merged stream, awaited (``control/aio.py``)."""
+        from .control import aio
+
+        return aio.FanInAsyncIterator(self)
+
+    async def __anext__(self) -> tuple[int, Message]:
+        """The next ``(source, message)``, awaited (``control/aio.py``); never ends on its own."""
+        from .control import aio
+
+        return await aio.next_async(self)
+
+    async def wait_async(self, timeout: float | None = None) -> bool:
+        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
+        from .control import aio
+
+        return await aio.wait_async(self, timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`next` may return a message; True if it may, False on timeout."""

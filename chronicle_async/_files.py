@@ -297,6 +297,13 @@ def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: i
     return m
 
 
+def segment_header_matches(m: Mapping, segment_id: int, segment_size: int, queue_id: int) -> bool:
+    """True if a mapped segment's header names this segment of this queue (a cheap re-check)."""
+    magic, version, sid, qid, size, _created = _SEG_HEADER.unpack_from(m.mv, 0)
+    return (magic == L.SEGMENT_MAGIC and version == L.SEGMENT_VERSION and sid == segment_id
+            and qid == queue_id and size == segment_size and m.length == segment_size)
+
+
 def create_queue(queue_dir: str, segment_size: int) -> None:
     """Create the control file and segment 0. The control file appears last, by link, so a
     reader that sees it always finds a complete queue."""

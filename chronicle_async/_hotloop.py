@@ -46,7 +46,7 @@ _EVENT_NAMES = {
     K.EVENT_BAD_COMMAND: "bad command",
 }
 _COMMAND_WAIT_S = 1.0
-_calibration: tuple[int, int, int] | None = None
+_calibration: tuple[int, int, float] | None = None
 
 
 class HotLogRecord(NamedTuple):
@@ -59,13 +59,12 @@ class HotLogRecord(NamedTuple):
     args: tuple[int, int, int, int]
 
 
-def _clock_calibration() -> tuple[int, int, int]:
-    """(realtime ns, counter ticks, picoseconds per tick), measured once per process."""
+def _clock_calibration() -> tuple[int, int, float]:
+    """(realtime ns, counter ticks, ns per tick), measured once per process."""
     global _calibration
     if _calibration is None:
-        per_ns = tsc_per_ns(0.02)
-        ps_per_tick = int(round(1000 / per_ns)) if per_ns > 0 else 0
-        _calibration = (time.time_ns(), read_tsc(), ps_per_tick)
+        per_ns = tsc_per_ns(0.05)
+        _calibration = (time.time_ns(), read_tsc(), 1.0 / per_ns if per_ns > 0 else 0.0)
     return _calibration
 
 
@@ -159,10 +158,10 @@ class HotLoop:
         self._outputs = np.zeros((max(len(outs), 0), L.OUT_FIELDS), np.int64)
         self._headroom = emit_headroom
         self._loop = np.zeros(L.LOOP_FIELDS, np.int64)
-        base_ns, base_tsc, ps = _clock_calibration()
+        base_ns, base_tsc, per_tick = _clock_calibration()
         self._loop[L.LOOP_CLOCK_BASE_NS] = base_ns
         self._loop[L.LOOP_CLOCK_BASE_TSC] = base_tsc
-        self._loop[L.LOOP_CLOCK_PS_PER_TICK] = ps
+        self._loop.view(np.float64)[L.LOOP_CLOCK_NS_PER_TICK_F64] = per_tick
         self._loop[L.LOOP_BATCH] = batch
         self._loop[L.LOOP_MAX_COMMANDS] = L.CMD_WORDS  # a small, fixed bound per pass
         self._loop[L.LOOP_COMMIT_EVERY] = commit_every if self._jitted else 0

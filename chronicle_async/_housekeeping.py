@@ -37,6 +37,10 @@ class Housekeeper(threading.Thread):
         self._retention = cfg.retention_check_interval if caps else None
         self._tick = min(x for x in (self._heartbeat, self._flush, self._retention) if x is not None)
 
+    def hand_off_retention(self) -> None:
+        """A control plane's retention worker applies the caps from now on; stop doing it here."""
+        self._retention = None
+
     def stop(self, join: bool = True) -> None:
         self._stop_event.set()
         if join and self.is_alive() and threading.current_thread() is not self:

@@ -271,6 +271,24 @@ class QueueReader:
                 return
             yield m
 
+    def __aiter__(self) -> Any:
+        """``async for msg in reader``: every message, waiting without blocking the loop (``control/aio.py``)."""
+        from .control import aio
+
+        return aio.ReaderAsyncIterator(self)
+
+    async def __anext__(self) -> Message:
+        """The next message, awaited (``control/aio.py``); never ends on its own."""
+        from .control import aio
+
+        return await aio.next_async(self)
+
+    async def wait_async(self, timeout: float | None = None) -> bool:
+        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
+        from .control import aio
+
+        return await aio.wait_async(self, timeout)
+
     def available(self) -> bool:
         """True if ``next()`` would find something (a message or a segment end) right now."""
         return self._seg_i32[self._off >> 2] != 0

@@ -33,6 +33,9 @@ from .hot import status as S
 
 log = logging.getLogger("chronicle_async")
 
+#: Most segments past the head a control plane may prepare for one writer.
+MAX_PREPARE_AHEAD = 64
+
 _BODY = struct.Struct(L.RECORD_BODY_FORMAT)
 _IDX_WRITE_OFFSET = L.CTL_WRITE_OFFSET_OFFSET // 8
 _IDX_NEXT_SEQ = L.CTL_NEXT_SEQ_OFFSET // 8
@@ -96,6 +99,17 @@ class QueueWriter:
         self._io_lock = threading.Lock()  # roll / flush / close (cold paths) against the housekeeper
         self._unsynced: list[str] = []
         self._dir_dirty = False
+        #: ``{segment_id: writable Mapping}`` prepared by a control plane's prealloc worker
+        #: (at most ``_prepare_ahead`` of them, for the next segments).
+        self._prepared: dict[int, F.Mapping] = {}
+        #: Mappings of segments rolled away from, unmapped later by the control plane (munmap of a
+        #: large pre-faulted mapping costs milliseconds) or at the next roll without one.
+        self._retired: list[F.Mapping] = []
+        #: Called with the new segment id after a roll that leaves ``_notify_below`` or fewer
+        #: prepared segments (the control plane's wake-up: a system call, so not every roll).
+        self._on_roll: Any = None
+        self._prepare_ahead = 0
+        self._notify_below = 0
         try:
             self._open()
         except BaseException:
@@ -323,8 +337,11 @@ class QueueWriter:
             d = self._path
             new_id = self._seg_id + 1
             durable = self._config.durability is Durability.SYNC
-            F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
-            new = F.open_segment(d, new_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
+            new = self._take_prepared(new_id)
+            inline = new is None
+            if inline:  # nobody prepared it: create and map it here (slow: fallocate, mmap, prefault)
+                F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
+                new = F.open_segment(d, new_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
             q = self._ctl_q
             off = q[_IDX_WRITE_OFFSET]
             old = self._seg
@@ -343,8 +360,62 @@ class QueueWriter:
             self._seg, self._seg_id, self._seg_mv = new, new_id, new.mv
             self._seg_i32 = F.commit_view(new)
             self._flushed_to = L.SEGMENT_DATA_OFFSET
-            old.close()
+            on_roll = self._on_roll
+            if on_roll is None:
+                old.close()
+                self.release_retired()
+            else:
+                self._retired.append(old)  # the control plane unmaps it off this thread
+                if inline or len(self._prepared) <= self._notify_below:
+                    on_roll(new_id)
             return new_id
+
+    def _take_prepared(self, new_id: int) -> F.Mapping | None:
+        """The prepared mapping of segment ``new_id`` if there is one and its header checks out."""
+        m = self._prepared.pop(new_id, None)
+        for sid in [i for i in self._prepared if i <= new_id]:  # stale: the writer is past them
+            self._retired.append(self._prepared.pop(sid))
+        if m is None:
+            return None
+        try:
+            ok = m.mv is not None and F.segment_header_matches(m, new_id, self._segment_size, self._queue_id)
+        except (ValueError, TypeError):
+            ok = False
+        if ok:
+            return m
+        log.warning("%s: discarding prepared segment %d: its header does not match", self._path, new_id)
+        self._retired.append(m)
+        return None
+
+    def offer_prepared(self, segment_id: int, mapping: F.Mapping) -> bool:
+        """Give the writer a mapped, prepared segment for a coming roll (the prealloc worker's hand-off).
+
+        Accepted for the next ``prepare_ahead`` segments only (set by the control plane). Returns False, and
+        leaves ``mapping`` to the caller, if the writer is closed, already past
+        ``segment_id``, or already holds it.
+        """
+        with self._io_lock:  # not while a roll is choosing its next segment
+            if self._closed or not self._seg_id < segment_id <= self._seg_id + self._prepare_ahead or segment_id in self._prepared:
+                return False
+            self._prepared[segment_id] = mapping
+            return True
+
+    @property
+    def prepared_segments(self) -> list[int]:
+        """Ids of the segments prepared for coming rolls."""
+        return sorted(self._prepared)
+
+    def release_retired(self) -> int:
+        """Unmap segments rolled away from (the control plane calls this off the writer's thread)."""
+        n = 0
+        while self._retired:
+            try:
+                m = self._retired.pop()
+            except IndexError:
+                break
+            m.close()
+            n += 1
+        return n
 
     # -- durability -------------------------------------------------------------------------
 
@@ -443,6 +514,10 @@ class QueueWriter:
         self._teardown()
 
     def _teardown(self) -> None:
+        prepared, self._prepared = self._prepared, {}
+        for m in prepared.values():
+            m.close()
+        self.release_retired()
         # Drop our own views first: an mmap cannot close while views of it exist.
         self._ctl_q = self._ctl_i32 = self._seg_mv = self._seg_i32 = _CLOSED  # any use raises QueueClosedError
         self._ctl_arr = None

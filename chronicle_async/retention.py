@@ -68,6 +68,61 @@ def live_reader_segments(queue_dir: str) -> dict[str, int]:
     return out
 
 
+def plan_cleanup(
+    queue_dir: str,
+    head_segment: int,
+    segment_size: int,
+    *,
+    max_bytes: int | None = None,
+    max_segments: int | None = None,
+) -> list[int]:
+    """The segment ids ``cleanup_segments`` would delete now, oldest first (nothing is deleted).
+
+    What it reads, and why a stale value can only make it delete less:
+
+    - ``head_segment`` comes from the caller (the writer's ``write_segment``,
+      which only grows): a stale, smaller head protects more segments.
+    - each live named reader's committed segment, from its position file's
+      newest crc-valid slot: a stale slot is older, so it protects more; a torn
+      slot fails its crc and the older slot is used.
+    - the folder listing: a segment created after the listing is newer than the
+      head and never a candidate.
+
+    Live means the reader's OFD lock is held. Dead readers (no lock) are not
+    waited for. Live readers are never overruled, not even by the caps.
+    """
+    ids = F.list_segments(queue_dir)
+    readers = live_reader_segments(queue_dir)
+    floor = head_segment
+    for seg in readers.values():
+        floor = min(floor, seg if seg >= 0 else (ids[0] if ids else 0))
+    candidates = [i for i in ids if i < head_segment and i < floor]
+    if max_bytes is None and max_segments is None:
+        return candidates if readers else []
+    victims = []
+    count, total = len(ids), len(ids) * segment_size
+    for sid in candidates:
+        over = (max_segments is not None and count > max_segments) or (max_bytes is not None and total > max_bytes)
+        if not over:
+            break
+        victims.append(sid)
+        count -= 1
+        total -= segment_size
+    return victims
+
+
+def delete_segments(queue_dir: str, ids: list[int]) -> list[int]:
+    """Unlink these segment files; returns those this call removed (others were already gone)."""
+    deleted = []
+    for sid in ids:
+        try:
+            os.unlink(F.segment_path(queue_dir, sid))
+            deleted.append(sid)
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
 def cleanup_segments(
     path: str | os.PathLike,
     head_segment: int,
@@ -84,33 +139,8 @@ def cleanup_segments(
     With ``max_bytes`` / ``max_segments``, deletes oldest first only while the
     files on disk exceed a cap (soft caps: live readers still win).
     ``head_offset`` is accepted for compatibility and not needed for the rule.
+    Safe beside a live writer and readers: see :func:`plan_cleanup`.
     """
     queue_dir = os.fspath(path)
-    ids = F.list_segments(queue_dir)
-    readers = live_reader_segments(queue_dir)
-    floor = head_segment
-    for seg in readers.values():
-        floor = min(floor, seg if seg >= 0 else (ids[0] if ids else 0))
-    candidates = [i for i in ids if i < head_segment and i < floor]
-    if max_bytes is None and max_segments is None:
-        if not readers:
-            return []
-        victims = candidates
-    else:
-        victims = []
-        count, total = len(ids), len(ids) * segment_size
-        for sid in candidates:
-            over = (max_segments is not None and count > max_segments) or (max_bytes is not None and total > max_bytes)
-            if not over:
-                break
-            victims.append(sid)
-            count -= 1
-            total -= segment_size
-    deleted = []
-    for sid in victims:
-        try:
-            os.unlink(F.segment_path(queue_dir, sid))
-            deleted.append(sid)
-        except FileNotFoundError:
-            pass
-    return deleted
+    victims = plan_cleanup(queue_dir, head_segment, segment_size, max_bytes=max_bytes, max_segments=max_segments)
+    return delete_segments(queue_dir, victims)

@@ -13,3 +13,9 @@
 - async consumption (``aio.py``): ``async for`` over a reader or a fan-in.
 """
 from __future__ import annotations
+
+from ._plane import ControlPlane as ControlPlane
+from ._plane import run as run
+from ._supervise import WorkerFailure as WorkerFailure
+
+__all__ = ["ControlPlane", "WorkerFailure", "run"]

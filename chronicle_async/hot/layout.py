@@ -315,7 +315,7 @@ LOOP_ERROR_SEQ = 6  # seq of the message whose handling failed
 LOOP_ERROR_SOURCE = 7  # source id of that message
 LOOP_CLOCK_BASE_NS = 8  # CLOCK_REALTIME ns at LOOP_CLOCK_BASE_TSC, for position heartbeats
 LOOP_CLOCK_BASE_TSC = 9
-LOOP_CLOCK_PS_PER_TICK = 10  # picoseconds per counter tick (fixed point)
+LOOP_CLOCK_NS_PER_TICK_F64 = 10  # nanoseconds per counter tick, as the bits of a float64
 LOOP_BATCH = 11  # most messages read from one source per pass (fairness between sources)
 LOOP_MAX_COMMANDS = 12  # most commands drained per pass
 LOOP_COMMIT_EVERY = 13  # commit a source's position after this many messages, and at each burst's end; 0 = never

@@ -76,9 +76,14 @@ EVENT_BAD_COMMAND = 6  # arg0 = op, arg1 = arg0 of the command
 
 @kernel(inline="always")
 def now_ns(loop):
-    """CLOCK_REALTIME in ns, from the cycle counter and the loop's calibration (no syscall)."""
+    """CLOCK_REALTIME in ns, from the cycle counter and the loop's calibration (no syscall).
+
+    The counter is extrapolated from one reading of CLOCK_REALTIME at calibration
+    (float64 arithmetic: no integer overflow, sub-ns resolution for years).
+    """
     ticks = rdtsc() - loop[L.LOOP_CLOCK_BASE_TSC]
-    return loop[L.LOOP_CLOCK_BASE_NS] + (ticks * loop[L.LOOP_CLOCK_PS_PER_TICK]) // 1000
+    per_tick = loop.view(np.float64)[L.LOOP_CLOCK_NS_PER_TICK_F64]
+    return loop[L.LOOP_CLOCK_BASE_NS] + np.int64(np.float64(ticks) * per_tick)
 
 
 # -- what a handler may call: ctx = (outputs, params, log_ring, loop) ---------------------------

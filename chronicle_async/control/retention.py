@@ -1,0 +1,77 @@
+"""The retention worker: apply each managed writer's ``max_bytes`` / ``max_segments`` caps.
+
+It plans with :func:`chronicle_async.retention.plan_cleanup` (which documents
+what it reads and why stale values can only make it delete less), then deletes
+in batches of ``batch`` files, yielding to the event loop between batches, all
+file work on an executor thread. It never deletes the head segment or newer,
+nor a segment a live named reader still needs. It also removes orphaned temp
+files (``*.seg.tmp-<pid>-*`` of dead processes).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import TYPE_CHECKING
+
+from .. import _files as F
+from ..retention import delete_segments, plan_cleanup
+
+if TYPE_CHECKING:
+    from .._writer import QueueWriter
+
+
+class Retention:
+    """Runs a pass per managed writer every ``interval`` seconds, and after rolls."""
+
+    def __init__(self, executor: concurrent.futures.Executor, loop: asyncio.AbstractEventLoop, *,
+                 interval: float = 1.0, batch: int = 4):
+        self._executor = executor
+        self._loop = loop
+        self._interval = interval
+        self._batch = batch
+        self._writers: list[QueueWriter] = []
+        self._wake = asyncio.Event()
+        #: Segment files deleted, and passes run.
+        self.deleted = 0
+        self.passes = 0
+
+    def add(self, writer: "QueueWriter") -> None:
+        self._writers.append(writer)
+        self._wake.set()
+
+    def remove(self, writer: "QueueWriter") -> None:
+        self._writers = [w for w in self._writers if w is not writer]
+
+    def poke(self) -> None:
+        """Run a pass soon (event-loop thread only); rolls call it."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            for w in list(self._writers):
+                if w.closed:
+                    self.remove(w)
+                    continue
+                await self.pass_for(w)
+
+    async def pass_for(self, w: "QueueWriter") -> list[int]:
+        """One retention pass over one writer's queue; returns the ids deleted."""
+        cfg = w.config
+        self.passes += 1
+        run = self._loop.run_in_executor
+        await run(self._executor, F.remove_orphan_temp_files, w.path)
+        if cfg.max_bytes is None and cfg.max_segments is None:
+            return []
+        victims = await run(self._executor, lambda: plan_cleanup(
+            w.path, w.segment_id, w.segment_size, max_bytes=cfg.max_bytes, max_segments=cfg.max_segments))
+        deleted: list[int] = []
+        for i in range(0, len(victims), self._batch):
+            deleted += await run(self._executor, delete_segments, w.path, victims[i : i + self._batch])
+            await asyncio.sleep(0)  # let everything else on the loop run between batches
+        self.deleted += len(deleted)
+        return deleted
