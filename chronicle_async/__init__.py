@@ -8,7 +8,8 @@ Layout of the package:
   them from your own ``@numba.njit`` code (``hot.append.append``).
 - ``chronicle_async.hot.loop``: what a jitted :class:`HotLoop` handler calls
   (``emit``, ``param``, ``log``, ``clock``); ``chronicle_async.hot.ring``: the SPSC ring kernels.
-- ``chronicle_async.control``: the asyncio control plane (later releases).
+- ``chronicle_async.control``: the asyncio control plane (``ControlPlane``, discovery,
+  ``PassiveDiscovery``, ``async for`` over readers, ``run`` on uvloop).
 - private ``_*`` modules: the Python face over the hot kernels, and file handling.
 """
 from __future__ import annotations
@@ -48,12 +49,22 @@ from ._status import DisconnectReason as DisconnectReason
 from ._status import WriterStatus as WriterStatus
 from ._writer import QueueWriter as QueueWriter
 from .retention import cleanup_segments as cleanup_segments
+from .control import Connected as Connected
+from .control import ControlPlane as ControlPlane
+from .control import Disconnected as Disconnected
+from .control import Discovery as Discovery
+from .control import PassiveDiscovery as PassiveDiscovery
+from .control import Waiting as Waiting
+from .control import WorkerFailure as WorkerFailure
+from .control import wait_async as wait_async
 
 __version__ = "0.1.0"
 
 __all__ = (
     "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
-    "HotLogRecord", "HotLoop", "Park", "SpscRing", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
+    "HotLogRecord", "HotLoop", "Park", "SpscRing",
+    "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
+    "wait_async", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
     "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "Start", "UnsupportedVersionError", "WaitStrategy",

@@ -89,7 +89,8 @@ def plan_cleanup(
       head and never a candidate.
 
     Live means the reader's OFD lock is held. Dead readers (no lock) are not
-    waited for. Live readers are never overruled, not even by the caps.
+    waited for. Live readers are never overruled, not even by the caps. The caps
+    count the segments up to the head; segments prepared ahead of it are extra.
     """
     ids = F.list_segments(queue_dir)
     readers = live_reader_segments(queue_dir)
@@ -100,7 +101,10 @@ def plan_cleanup(
     if max_bytes is None and max_segments is None:
         return candidates if readers else []
     victims = []
-    count, total = len(ids), len(ids) * segment_size
+    # The caps count data segments, up to the head: segments prepared ahead of it (a control
+    # plane's prealloc) are empty and come on top.
+    held = sum(1 for i in ids if i <= head_segment)
+    count, total = held, held * segment_size
     for sid in candidates:
         over = (max_segments is not None and count > max_segments) or (max_bytes is not None and total > max_bytes)
         if not over:

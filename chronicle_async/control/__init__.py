@@ -17,5 +17,15 @@ from __future__ import annotations
 from ._plane import ControlPlane as ControlPlane
 from ._plane import run as run
 from ._supervise import WorkerFailure as WorkerFailure
+from .aio import next_async as next_async
+from .aio import wait_async as wait_async
+from .discovery import Discovery as Discovery
+from .passive import Connected as Connected
+from .passive import Disconnected as Disconnected
+from .passive import PassiveDiscovery as PassiveDiscovery
+from .passive import Waiting as Waiting
 
-__all__ = ["ControlPlane", "WorkerFailure", "run"]
+__all__ = [
+    "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
+    "next_async", "run", "wait_async",
+]
