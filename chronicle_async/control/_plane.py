@@ -155,14 +155,17 @@ class ControlPlane:
     # -- writers -------------------------------------------------------------------------------
 
     def manage_writer(self, writer: QueueWriter, *, prealloc: bool = True, retention: bool = True,
-                      prepare_ahead: int | None = None) -> None:
+                      prepare_ahead: int | None = None, max_bytes: int | None = None,
+                      max_segments: int | None = None) -> None:
         """Prepare ``writer``'s next segments and apply its retention caps from this plane.
 
         From now on the writer's rolls take a prepared segment (validated by the
         writer) and hand the old mapping back for unmapping here; its housekeeping
         thread stops applying the caps itself. ``prepare_ahead`` segments are kept
         ready (default: 2, up to 8 for segments under 1 MiB, which roll often);
-        the writer wakes the plane when half of them are used.
+        the writer wakes the plane when half of them are used. ``max_bytes`` /
+        ``max_segments`` set the retention caps here (a writer opened with no
+        limits); by default the writer's ``WriterConfig`` caps apply.
         """
         self._check_running()
         if not isinstance(writer, QueueWriter):
@@ -172,6 +175,9 @@ class ControlPlane:
             return
         from .._writer import MAX_PREPARE_AHEAD
 
+        for cap_name, cap in (("max_bytes", max_bytes), ("max_segments", max_segments)):
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise InvalidArgumentError(f"{cap_name} must be a positive int or None, got {cap!r}")
         if prepare_ahead is None:
             prepare_ahead = max(2, min(8, (4 << 20) // writer.segment_size))
         if isinstance(prepare_ahead, bool) or not isinstance(prepare_ahead, int) or not 1 <= prepare_ahead <= MAX_PREPARE_AHEAD:
@@ -192,7 +198,7 @@ class ControlPlane:
         if retention and ret is not None:
             if writer._housekeeper is not None:
                 writer._housekeeper.hand_off_retention()
-            ret.add(writer)
+            ret.add(writer, max_bytes, max_segments)
         if prealloc and pre is not None:
             pre.request(writer)
 

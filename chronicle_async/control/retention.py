@@ -1,4 +1,5 @@
-"""The retention worker: apply each managed writer's ``max_bytes`` / ``max_segments`` caps.
+"""The retention worker: apply each managed writer's ``max_bytes`` / ``max_segments`` caps
+(from ``ControlPlane.manage_writer``, else from the writer's ``WriterConfig``).
 
 It plans with :func:`chronicle_async.retention.plan_cleanup` (which documents
 what it reads and why stale values can only make it delete less), then deletes
@@ -30,17 +31,23 @@ class Retention:
         self._interval = interval
         self._batch = batch
         self._writers: list[QueueWriter] = []
+        self._caps: dict[int, tuple[int | None, int | None]] = {}
         self._wake = asyncio.Event()
         #: Segment files deleted, and passes run.
         self.deleted = 0
         self.passes = 0
 
-    def add(self, writer: "QueueWriter") -> None:
+    def add(self, writer: "QueueWriter", max_bytes: int | None = None, max_segments: int | None = None) -> None:
+        """Manage ``writer``: caps given here win over its ``WriterConfig`` caps."""
         self._writers.append(writer)
+        cfg = writer.config
+        self._caps[id(writer)] = (max_bytes if max_bytes is not None else cfg.max_bytes,
+                                  max_segments if max_segments is not None else cfg.max_segments)
         self._wake.set()
 
     def remove(self, writer: "QueueWriter") -> None:
         self._writers = [w for w in self._writers if w is not writer]
+        self._caps.pop(id(writer), None)
 
     def poke(self) -> None:
         """Run a pass soon (event-loop thread only); rolls call it."""
@@ -61,14 +68,14 @@ class Retention:
 
     async def pass_for(self, w: "QueueWriter") -> list[int]:
         """One retention pass over one writer's queue; returns the ids deleted."""
-        cfg = w.config
+        max_bytes, max_segments = self._caps.get(id(w), (w.config.max_bytes, w.config.max_segments))
         self.passes += 1
         run = self._loop.run_in_executor
         await run(self._executor, F.remove_orphan_temp_files, w.path)
-        if cfg.max_bytes is None and cfg.max_segments is None:
+        if max_bytes is None and max_segments is None:
             return []
         victims = await run(self._executor, lambda: plan_cleanup(
-            w.path, w.segment_id, w.segment_size, max_bytes=cfg.max_bytes, max_segments=cfg.max_segments))
+            w.path, w.segment_id, w.segment_size, max_bytes=max_bytes, max_segments=max_segments))
         deleted: list[int] = []
         for i in range(0, len(victims), self._batch):
             deleted += await run(self._executor, delete_segments, w.path, victims[i : i + self._batch])
