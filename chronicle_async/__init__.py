@@ -57,6 +57,12 @@ from .control import PassiveDiscovery as PassiveDiscovery
 from .control import Waiting as Waiting
 from .control import WorkerFailure as WorkerFailure
 from .control import wait_async as wait_async
+from .frames import plot_interarrival as plot_interarrival
+from .frames import plot_latency as plot_latency
+from .frames import read_array as read_array
+from .frames import read_array_async as read_array_async
+from .frames import read_dataframe as read_dataframe
+from .frames import read_dataframe_async as read_dataframe_async
 
 __version__ = "0.1.0"
 
@@ -64,7 +70,8 @@ __all__ = (
     "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
     "HotLogRecord", "HotLoop", "Park", "SpscRing",
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
-    "wait_async", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
+    "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
+    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
     "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "Start", "UnsupportedVersionError", "WaitStrategy",

@@ -189,10 +189,10 @@ class ControlPlane:
         loop, pre, ret = self._loop, self.prealloc, self.retention
 
         def rolled(_new_id: int, w: QueueWriter = writer) -> None:  # on the writer's thread
-            try:
-                loop.call_soon_threadsafe(self._on_rolled, w, prealloc, retention)
-            except RuntimeError:  # loop closed: the writer carries on by itself
-                pass
+            if prealloc and pre is not None:
+                pre.request(w)  # straight to the prealloc thread
+            if retention and ret is not None:
+                ret.poke_from_any_thread()
 
         writer._on_roll = rolled
         if retention and ret is not None:
@@ -201,12 +201,6 @@ class ControlPlane:
             ret.add(writer, max_bytes, max_segments)
         if prealloc and pre is not None:
             pre.request(writer)
-
-    def _on_rolled(self, writer: QueueWriter, prealloc: bool, retention: bool) -> None:
-        if prealloc and self.prealloc is not None:
-            self.prealloc.request(writer)
-        if retention and self.retention is not None:
-            self.retention.poke()
 
     def unmanage_writer(self, writer: QueueWriter) -> None:
         """Stop managing ``writer`` (it then rolls and unmaps by itself again)."""

@@ -401,10 +401,14 @@ class PassiveDiscovery:
             self._pending.append(Waiting(self._path, why))
             return
         if not_found and self._watch is not None:
+            # A timer sets the event rather than asyncio.wait_for, whose cancellation can hang
+            # on Python 3.11 when it races the timeout.
+            changed = self._watch.changed
+            timer = asyncio.get_running_loop().call_later(SAFETY_RECHECK_S, changed.set)
             try:
-                await asyncio.wait_for(self._watch.changed.wait(), SAFETY_RECHECK_S)
-            except TimeoutError:
-                pass
+                await changed.wait()
+            finally:
+                timer.cancel()
         else:
             await asyncio.sleep(self._poll)
 

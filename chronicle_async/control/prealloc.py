@@ -1,16 +1,20 @@
 """The prealloc worker: prepare segment N+1 of each managed writer while N is written.
 
 The writer tells the worker it rolled (``QueueWriter._on_roll``, called on the
-writer's thread, which only schedules a wake-up of this coroutine). That wake-up
-is a system call (an eventfd write, ~9 µs here, most of a roll), so the writer
+writer's thread, which puts a request in this worker's queue). That wake-up
+is a system call (a futex wake of this worker's thread, ~9 µs here, most of a
+roll), so the writer
 makes it only when its stock of prepared segments falls to half of
 ``prepare_ahead``: with small, fast-rolling segments, a deeper stock means fewer
 wake-ups. The worker, on its own executor thread, then:
 
-1. creates segments N+1 .. N+k (``prepare_ahead``, 2 by default) under temp names: space reserved with ``fallocate``,
-   the header written, the file ``fsync``-ed,
-2. publishes it by hard link (like a rename, but never replacing a file that is
-   already there), then ``fsync``-s the directory,
+1. creates segments N+1 .. N+k (``prepare_ahead``, 2 by default) under temp
+   names: space reserved with ``fallocate``, the header written, the file
+   ``fsync``-ed,
+2. publishes each by hard link (like a rename, but never replacing a file that
+   is already there), then ``fsync``-s the directory. The ``fsync`` calls are
+   skipped when the writer's durability is ``Durability.NONE`` (no power-loss
+   durability asked for; on a disk they cost milliseconds per segment),
 3. maps it and pre-faults its pages (``WriterConfig.prefault``),
 4. offers the mapping to the writer (``QueueWriter.offer_prepared``), which
    re-checks the header and the segment id when it rolls; a stale offer (the
@@ -24,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
+import threading
 from typing import TYPE_CHECKING
 
 from .. import _files as F
+from .._config import Durability
 
 if TYPE_CHECKING:
     from .._writer import QueueWriter
@@ -35,42 +42,61 @@ log = logging.getLogger("chronicle_async")
 
 
 class Prealloc:
-    """Prepares the next segment of each managed writer; requests are writers, deduplicated."""
+    """Prepares the next segments of each managed writer on its own thread.
+
+    Requests are writers, deduplicated, in a bounded queue. The worker's thread
+    blocks on that queue directly, so a busy event loop (a retention pass, a
+    discovery scan) never delays a preparation: the writer's roll hook puts the
+    request straight into it (a futex wake-up, no event-loop round trip).
+    """
+
+    _STOP = object()
 
     def __init__(self, executor: concurrent.futures.Executor, loop: asyncio.AbstractEventLoop, depth: int = 64):
         self._executor = executor
         self._loop = loop
-        self._requests: asyncio.Queue[QueueWriter] = asyncio.Queue(maxsize=depth)
+        self._requests: queue.Queue = queue.Queue(maxsize=depth)
         self._pending: set[int] = set()
+        self._lock = threading.Lock()
         #: Segments prepared and offered; stale offers discarded; requests dropped on a full queue.
         self.prepared = 0
         self.stale = 0
         self.dropped = 0
 
     def request(self, writer: "QueueWriter") -> None:
-        """Ask for ``writer``'s next segment (event-loop thread only)."""
-        if id(writer) in self._pending:
-            return
+        """Ask for ``writer``'s next segments (any thread; never blocks)."""
+        with self._lock:
+            if id(writer) in self._pending:
+                return
+            self._pending.add(id(writer))
         try:
             self._requests.put_nowait(writer)
-            self._pending.add(id(writer))
-        except asyncio.QueueFull:
+        except queue.Full:
+            with self._lock:
+                self._pending.discard(id(writer))
             self.dropped += 1  # the writer will create the segment itself, as without a control plane
 
-    def notify_from_any_thread(self, writer: "QueueWriter") -> None:
-        """The writer's roll hook: schedule a request on the event loop (never blocks the writer)."""
-        try:
-            self._loop.call_soon_threadsafe(self.request, writer)
-        except RuntimeError:  # the loop is closed: the writer carries on preparing inline
-            pass
+    notify_from_any_thread = request  # the writer's roll hook
 
     async def run(self) -> None:
+        """Serve requests on the prealloc thread until cancelled (then the thread is released)."""
+        fut = self._loop.run_in_executor(self._executor, self._serve)
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            self._requests.put(self._STOP)
+            await asyncio.gather(fut, return_exceptions=True)
+            raise
+
+    def _serve(self) -> None:
         while True:
-            writer = await self._requests.get()
-            self._pending.discard(id(writer))
-            if writer.closed:
-                continue
-            await self._loop.run_in_executor(self._executor, self.prepare_now, writer)
+            writer = self._requests.get()
+            if writer is self._STOP:
+                return
+            with self._lock:
+                self._pending.discard(id(writer))
+            if not writer.closed:
+                self.prepare_now(writer)
 
     def prepare_now(self, writer: "QueueWriter") -> int:
         """Prepare and offer ``writer``'s next segments (blocking; on the prealloc thread).
@@ -84,10 +110,11 @@ class Prealloc:
         except Exception:  # closed meanwhile
             return 0
         d, size, qid = writer.path, writer.segment_size, writer._queue_id
+        durable = writer.config.durability is not Durability.NONE
         for target in range(head + 1, head + 1 + writer._prepare_ahead):
             if target in writer.prepared_segments:
                 continue
-            F.create_segment(d, target, size, qid, durable=True)
+            F.create_segment(d, target, size, qid, durable=durable)
             m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
             if writer.offer_prepared(target, m):
                 self.prepared += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from typing import TYPE_CHECKING
 
 from .. import _files as F
@@ -33,6 +34,7 @@ class Retention:
         self._writers: list[QueueWriter] = []
         self._caps: dict[int, tuple[int | None, int | None]] = {}
         self._wake = asyncio.Event()
+        self._last_poke = 0.0
         #: Segment files deleted, and passes run.
         self.deleted = 0
         self.passes = 0
@@ -50,15 +52,30 @@ class Retention:
         self._caps.pop(id(writer), None)
 
     def poke(self) -> None:
-        """Run a pass soon (event-loop thread only); rolls call it."""
+        """Run a pass soon (event-loop thread only)."""
         self._wake.set()
+
+    def poke_from_any_thread(self) -> None:
+        """A roll happened: run a pass soon, but at most one every quarter of ``interval``.
+
+        Costs the writer nothing when a pass is already due: no wake-up is sent.
+        """
+        now = time.monotonic()
+        if now - self._last_poke < self._interval / 4:
+            return
+        self._last_poke = now
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # the loop is closed
+            pass
 
     async def run(self) -> None:
         while True:
+            timer = self._loop.call_later(self._interval, self._wake.set)  # a pass at least this often
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                timer.cancel()
             self._wake.clear()
             for w in list(self._writers):
                 if w.closed:
