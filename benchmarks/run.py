@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--rounds 3] [--quick] [--out results.md] [--memory] [--startup]
     python -m benchmarks.run --hotcore [--rounds 3] [--quick] [--out results.md]
+    python -m benchmarks.run --control [--rounds 3] [--quick] [--out results.md]
 
 Every round measures chronicle_async and the peers (multiprocessing.Queue,
 os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
@@ -11,6 +12,11 @@ ratios are meaningful even on a noisy VM.
 ring, the HotLoop's hand-off, fan-in, handler latency, steady-state memory, and
 asyncio lag beside it; about 2-3 minutes with 3 rounds). ``--with-hotcore`` adds
 them after the transport rounds of the full run (``make bench`` leaves them out).
+
+``--control`` runs only the control-plane figures (``benchmarks/control.py``: roll
+latency with and without prealloc, a writer's latency while retention deletes
+segments, discovery of a new queue, ``async for`` one-way latency; about a
+minute with 3 rounds).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import chronicle, hotcore, peers
+from . import chronicle, control, hotcore, peers
 from ._harness import Result, format_table, machine_info, median_of
 
 
@@ -36,10 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--startup", action="store_true", help="also measure start-up (warm and cold numba cache)")
     ap.add_argument("--hotcore", action="store_true", help="run only the hot-core figures (benchmarks/hotcore.py)")
     ap.add_argument("--with-hotcore", action="store_true", help="also run the hot-core figures after the transport rounds")
+    ap.add_argument("--control", action="store_true", help="run only the control-plane figures (benchmarks/control.py)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
     if args.hotcore:
         return _hotcore_only(args)
+    if args.control:
+        return _control_only(args)
     by_name: dict[tuple[str, str], list[Result]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     t0 = time.time()
@@ -103,6 +112,28 @@ def _hotcore_only(args: argparse.Namespace) -> int:
         hotcore.format_report(figs),
         "",
         "Hot-core figures (JSON):",
+        json.dumps(figs),
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+def _control_only(args: argparse.Namespace) -> int:
+    """``--control``: the control-plane figures alone, ``--rounds`` rounds each."""
+    t0 = time.time()
+    figs = control.run_all(args.rounds, args.quick)
+    lines = [
+        f"Machine: {machine_info()}",
+        f"Command: python -m benchmarks.run --control --rounds {args.rounds}{' --quick' if args.quick else ''}",
+        f"Medians of {args.rounds} rounds; {time.time() - t0:.0f} s in all.",
+        "",
+        hotcore.format_report(figs),
+        "",
+        "Control-plane figures (JSON):",
         json.dumps(figs),
     ]
     report = "\n".join(lines)

@@ -62,7 +62,7 @@ class ControlPlane:
         *,
         log_target: logging.Logger | str | os.PathLike | None = None,
         log_interval: float = 0.01,
-        retention_interval: float = 1.0,
+        retention_interval: float = 0.1,
         retention_batch: int = 4,
         restart_backoff: float = 0.05,
         max_restart_backoff: float = 5.0,

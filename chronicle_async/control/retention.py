@@ -26,7 +26,7 @@ class Retention:
     """Runs a pass per managed writer every ``interval`` seconds, and after rolls."""
 
     def __init__(self, executor: concurrent.futures.Executor, loop: asyncio.AbstractEventLoop, *,
-                 interval: float = 1.0, batch: int = 4):
+                 interval: float = 0.1, batch: int = 4):
         self._executor = executor
         self._loop = loop
         self._interval = interval
