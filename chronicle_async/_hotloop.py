@@ -30,7 +30,7 @@ from ._ring import SpscRing
 from ._writer import QueueWriter
 from .hot import layout as L
 from .hot import loop as K
-from .hot.clock import read_tsc, tsc_per_ns
+from .hot.clock import realtime_anchor, tsc_per_ns
 from .hot.idle import futex_waitv_supported
 
 log = logging.getLogger("chronicle_async")
@@ -60,11 +60,12 @@ class HotLogRecord(NamedTuple):
 
 
 def _clock_calibration() -> tuple[int, int, float]:
-    """(realtime ns, counter ticks, ns per tick), measured once per process."""
+    """(realtime ns, counter ticks, ns per tick), measured once per process (0.1 s)."""
     global _calibration
     if _calibration is None:
-        per_ns = tsc_per_ns(0.05)
-        _calibration = (time.time_ns(), read_tsc(), 1.0 / per_ns if per_ns > 0 else 0.0)
+        per_ns = tsc_per_ns(0.1)
+        base_ns, base_tsc = realtime_anchor()
+        _calibration = (base_ns, base_tsc, 1.0 / per_ns if per_ns > 0 else 0.0)
     return _calibration
 
 

@@ -30,9 +30,10 @@ Transitions:
 
 - ``WRITER_DIED`` / ``WRITER_CLOSED`` / ``HEARTBEAT_STALE`` / ``SEGMENT_MISSING``: the
   reader stays open (you may keep reading what was written); the reason is reported
-  when it first appears or changes. While the writer is dead or closed, a stale
-  heartbeat is not reported separately (a new writer holds the lock before its first
-  heartbeat). ``SEGMENT_MISSING`` is reported only if two checks in a row see it (a
+  when it first appears or changes. A dead or closed session never comes back: after
+  ``WRITER_DIED`` / ``WRITER_CLOSED`` only ``EPOCH_CHANGED`` (a new writer) or
+  ``QUEUE_DELETED`` is reported (a new writer holds the lock, and looks healthy or
+  has no heartbeat yet, for a moment before it bumps the epoch). ``SEGMENT_MISSING`` is reported only if two checks in a row see it (a
   reader moving to its next segment, or a folder being deleted file by file, would
   otherwise flash it).
 - ``EPOCH_CHANGED`` (a new writer session): ``Disconnected(EPOCH_CHANGED, reader)``, then
@@ -470,6 +471,12 @@ class PassiveDiscovery:
 
     def _transition(self, r: QueueReader, reason: DisconnectReason | None) -> None:
         prev = self._reason
+        if prev in _AWAY and reason is not DisconnectReason.EPOCH_CHANGED and reason is not DisconnectReason.QUEUE_DELETED:
+            # A session that died or closed never comes back: only a new epoch (a new writer) or
+            # the queue's deletion ends this state. A new writer holds the lock (so the check says
+            # "healthy", or "heartbeat stale") for a moment before it bumps the epoch; reporting
+            # Connected then would resume on the dead session.
+            return
         if reason is None:
             if prev is not None:
                 self._reason = None
@@ -477,8 +484,6 @@ class PassiveDiscovery:
             return
         if reason is prev:
             return
-        if reason is DisconnectReason.HEARTBEAT_STALE and prev in _AWAY:
-            return  # a new writer holds the lock before its first heartbeat: not news
         if reason is DisconnectReason.EPOCH_CHANGED:
             self._pending.append(Disconnected(reason, r))
             r.acknowledge_epoch()

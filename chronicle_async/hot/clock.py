@@ -43,11 +43,32 @@ def read_tsc():
     return rdtsc()
 
 
+def _anchor(clock) -> tuple[int, int]:
+    """A ``(clock ns, counter)`` pair read as close together as the interpreter allows.
+
+    The counter read is bracketed by two clock reads; the tightest of 25 tries wins,
+    so a preemption or a slow dispatcher call cannot skew the pair.
+    """
+    best = None
+    for _ in range(25):
+        a = clock()
+        c = read_tsc()
+        b = clock()
+        if best is None or b - a < best[0]:
+            best = (b - a, (a + b) // 2, c)
+    return best[1], best[2]
+
+
 def tsc_per_ns(duration: float = 0.05) -> float:
-    """Counter ticks per nanosecond, measured over ``duration`` seconds."""
+    """Counter ticks per nanosecond, measured over ``duration`` seconds (a few ppm at 0.1 s)."""
     read_tsc()  # compile (or load) before timing
-    t0, c0 = time.perf_counter_ns(), read_tsc()
-    while time.perf_counter_ns() - t0 < duration * 1e9:
-        pass
-    t1, c1 = time.perf_counter_ns(), read_tsc()
+    t0, c0 = _anchor(time.perf_counter_ns)
+    time.sleep(duration)
+    t1, c1 = _anchor(time.perf_counter_ns)
     return (c1 - c0) / (t1 - t0)
+
+
+def realtime_anchor() -> tuple[int, int]:
+    """``(time.time_ns(), counter)`` read together: the base for extrapolating CLOCK_REALTIME."""
+    read_tsc()
+    return _anchor(time.time_ns)
