@@ -35,11 +35,16 @@ class Housekeeper(threading.Thread):
         self._flush = cfg.flush_interval if cfg.durability is Durability.ASYNC else None
         caps = cfg.max_bytes is not None or cfg.max_segments is not None
         self._retention = cfg.retention_check_interval if caps else None
+        self._own_retention = self._retention
         self._tick = min(x for x in (self._heartbeat, self._flush, self._retention) if x is not None)
 
     def hand_off_retention(self) -> None:
         """A control plane's retention worker applies the caps from now on; stop doing it here."""
         self._retention = None
+
+    def take_back_retention(self) -> None:
+        """The control plane let go of the writer: apply its ``WriterConfig`` caps here again."""
+        self._retention = self._own_retention
 
     def stop(self, join: bool = True) -> None:
         self._stop_event.set()

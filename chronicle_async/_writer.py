@@ -361,13 +361,13 @@ class QueueWriter:
             self._seg_i32 = F.commit_view(new)
             self._flushed_to = L.SEGMENT_DATA_OFFSET
             on_roll = self._on_roll
-            if on_roll is None:
+            if self._prepare_ahead:
+                self._retired.append(old)  # the control plane's prealloc thread unmaps it
+            else:
                 old.close()
                 self.release_retired()
-            else:
-                self._retired.append(old)  # the control plane unmaps it off this thread
-                if inline or len(self._prepared) <= self._notify_below:
-                    on_roll(new_id)
+            if on_roll is not None and (inline or len(self._prepared) <= self._notify_below):
+                on_roll(new_id)
             return new_id
 
     def _take_prepared(self, new_id: int) -> F.Mapping | None:

@@ -101,7 +101,8 @@ class ControlPlane:
         self._prealloc_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chronicle-prealloc")
         self._io_executor = concurrent.futures.ThreadPoolExecutor(self._io_threads, thread_name_prefix="chronicle-io")
         self.prealloc = Prealloc(self._prealloc_executor, loop)
-        self.retention = Retention(self._io_executor, loop, interval=self._retention_interval, batch=self._retention_batch)
+        self.retention = Retention(self._io_executor, loop, interval=self._retention_interval, batch=self._retention_batch,
+                                   failures=self.failures)
         self._running = True
         self.start_worker("prealloc", self.prealloc.run)
         self.start_worker("retention", self.retention.run)
@@ -124,10 +125,7 @@ class ControlPlane:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         for w in self._writers:
-            w._on_roll = None
-            w._prepare_ahead = 0
-            if not w.closed:
-                w.release_retired()
+            self._release(w)
         self._writers.clear()
         for ex in (self._prealloc_executor, self._io_executor):
             await asyncio.get_running_loop().run_in_executor(None, ex.shutdown, True)
@@ -135,6 +133,10 @@ class ControlPlane:
     def start_worker(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task:
         """Run ``body()`` as a supervised worker (restarted with back-off when it fails)."""
         self._check_running()
+        if not callable(body) or asyncio.iscoroutine(body):
+            raise ArgumentTypeError(
+                f"start_worker takes a coroutine function (called again at each restart), not {type(body).__name__}"
+            )
         if name in self._tasks and not self._tasks[name].done():
             raise InvalidArgumentError(f"a worker named {name!r} is already running")
         task = asyncio.get_running_loop().create_task(
@@ -205,10 +207,19 @@ class ControlPlane:
     def unmanage_writer(self, writer: QueueWriter) -> None:
         """Stop managing ``writer`` (it then rolls and unmaps by itself again)."""
         self._writers = [w for w in self._writers if w is not writer]
-        writer._on_roll = None
-        writer._prepare_ahead = 0
+        self._release(writer)
         if self.retention is not None:
             self.retention.remove(writer)
+
+    @staticmethod
+    def _release(writer: QueueWriter) -> None:
+        """Hand the writer back to itself: inline rolls and unmaps, its own retention caps."""
+        writer._on_roll = None
+        writer._prepare_ahead = 0
+        if not writer.closed:
+            writer.release_retired()
+            if writer._housekeeper is not None:
+                writer._housekeeper.take_back_retention()
 
     # -- discovery -----------------------------------------------------------------------------
 

@@ -45,9 +45,11 @@ class LogDrain:
                 await self.drain_once(f)
                 await asyncio.sleep(self._interval)
         finally:
-            if f is not None:
-                await self.drain_once(f)
-                await f.close()
+            try:
+                await self.drain_once(f)  # what the hot thread logged since the last pass
+            finally:
+                if f is not None:
+                    await f.close()
 
     async def drain_once(self, f: Any = None) -> int:
         recs = self._hot.drain_log(self._limit)

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from typing import TYPE_CHECKING
 
 from .. import _files as F
 from ..retention import delete_segments, plan_cleanup
+from ._supervise import WorkerFailure
+
+log = logging.getLogger("chronicle_async")
 
 if TYPE_CHECKING:
     from .._writer import QueueWriter
@@ -26,7 +30,7 @@ class Retention:
     """Runs a pass per managed writer every ``interval`` seconds, and after rolls."""
 
     def __init__(self, executor: concurrent.futures.Executor, loop: asyncio.AbstractEventLoop, *,
-                 interval: float = 0.1, batch: int = 4):
+                 interval: float = 0.1, batch: int = 4, failures: list | None = None):
         self._executor = executor
         self._loop = loop
         self._interval = interval
@@ -35,6 +39,7 @@ class Retention:
         self._caps: dict[int, tuple[int | None, int | None]] = {}
         self._wake = asyncio.Event()
         self._last_poke = 0.0
+        self._failures = failures if failures is not None else []
         #: Segment files deleted, and passes run.
         self.deleted = 0
         self.passes = 0
@@ -81,7 +86,14 @@ class Retention:
                 if w.closed:
                     self.remove(w)
                     continue
-                await self.pass_for(w)
+                try:
+                    await self.pass_for(w)
+                except Exception as e:  # one broken queue must not stop retention of the others
+                    failure = WorkerFailure(f"retention:{w.path}", e, time.time(), self._interval)
+                    self._failures.append(failure)
+                    del self._failures[:-100]
+                    log.error("chronicle_async retention of %s failed (%s: %s); trying again next pass",
+                              w.path, type(e).__name__, e, exc_info=e)
 
     async def pass_for(self, w: "QueueWriter") -> list[int]:
         """One retention pass over one writer's queue; returns the ids deleted."""
