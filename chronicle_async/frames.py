@@ -211,10 +211,10 @@ def _string_ns(text: str, what: str) -> int:
                 except ValueError:
                     naive_ns = None
                 break
-        offset = aware.utcoffset()
-        if naive_ns is None or offset is None:
+        utc_shift = aware.utcoffset()
+        if naive_ns is None or utc_shift is None:
             return _datetime_ns(aware)
-        return naive_ns - (offset.days * 86_400 + offset.seconds) * 1_000_000_000 - offset.microseconds * 1_000
+        return naive_ns - (utc_shift.days * 86_400 + utc_shift.seconds) * 1_000_000_000 - utc_shift.microseconds * 1_000
     try:
         v = np.datetime64(s, "ns")
     except ValueError:
