@@ -5,7 +5,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, TypeVar
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from .._hotloop import HotLoop
@@ -188,7 +188,7 @@ class ControlPlane:
         if prealloc:
             writer._prepare_ahead = prepare_ahead
             writer._notify_below = max(1, prepare_ahead // 2)
-        loop, pre, ret = self._loop, self.prealloc, self.retention
+        pre, ret = self.prealloc, self.retention
 
         def rolled(_new_id: int, w: QueueWriter = writer) -> None:  # on the writer's thread
             if prealloc and pre is not None:
