@@ -35,3 +35,9 @@ def test_async_retention_keeps_a_live_readers_data_then_honours_the_cap(tmp_path
     kept = int(re.search(r"at seq 0: (\d+) segments kept", out).group(1))
     after = int(re.search(r"committed: (\d+) segments", out).group(1))
     assert kept > 30 and after <= 8 + 8 + 1, out  # cap of 8 data segments, plus prepared ones and the head
+
+
+def test_sidecar_with_the_primitives_merges_every_stream_the_sidecar_hands_over(tmp_path):
+    out = run_example("sidecar_fanin.py", str(tmp_path / "bus"))
+    m = re.search(r"hot thread merged (\d+) messages from (\d+) streams", out)
+    assert m and int(m.group(1)) == 60_000 and int(m.group(2)) == 3, out
