@@ -25,7 +25,8 @@ test: $(STAMP)
 	exit $$rc
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run --rounds 3 --memory --startup
+	$(PY) -m benchmarks.run --rounds 3 --memory --startup --with-hotcore
+	$(PY) -m benchmarks.run --control --rounds 3
 
 clean:
 	rm -rf $(VENV) .demo-bus .pytest_cache
