@@ -28,6 +28,23 @@ from ._sys import TSO
 from .hot import layout as L
 
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+
+
+def _libc_madvise() -> Any:
+    """libc's madvise through ctypes, which releases the GIL for the call (``mmap.madvise``
+    does not: pre-faulting a large segment would stall every other thread of the process)."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_madvise = _libc_madvise()
 _SEG_HEADER = struct.Struct(L.SEGMENT_HEADER_FORMAT)
 _CTL_IDENTITY = struct.Struct(L.CONTROL_IDENTITY_FORMAT)
 
@@ -49,12 +66,15 @@ class Mapping:
         self.length = length
         self.writable = writable
         self.mm = mmap.mmap(fd, length, flags=flags, prot=prot)
-        if prefault and writable:
-            try:  # fault pages in writable too, so the first append to each page takes no fault
-                self.mm.madvise(_MADV_POPULATE_WRITE)
-            except (OSError, ValueError):
-                pass
         self.arr = np.frombuffer(self.mm, np.uint8)
+        if prefault and writable:  # fault pages in writable too, so the first append to each page takes no fault
+            if _madvise is not None:
+                _madvise(self.arr.ctypes.data, length, _MADV_POPULATE_WRITE)  # failure (old kernel) is harmless
+            else:
+                try:
+                    self.mm.madvise(_MADV_POPULATE_WRITE)
+                except (OSError, ValueError):
+                    pass
         self.mv = memoryview(self.mm)
         self.i32 = self.mv.cast("i")
         self.q = self.mv.cast("q")
