@@ -23,6 +23,7 @@ from ._hotloop import HotLoop as HotLoop
 from ._idle import Backoff as Backoff
 from ._idle import BusySpin as BusySpin
 from ._idle import Park as Park
+from ._idle import ParkCounts as ParkCounts
 from ._ring import SpscRing as SpscRing
 from ._config import Start as Start
 from ._config import WaitStrategy as WaitStrategy
@@ -68,7 +69,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
-    "HotLogRecord", "HotLoop", "Park", "SpscRing",
+    "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing",
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
     "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
     "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",

@@ -212,6 +212,8 @@ def reader_entries(path: str, ctl: dict[str, Any], ids: list[int]) -> list[dict[
         names = sorted(n for n in os.listdir(rdir) if n.endswith(L.READER_FILE_SUFFIX))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except PermissionError as e:
+        raise F.read_permission_error(rdir, e) from None
     now = time.time_ns()
     head_seg, head_off, head_seq = ctl["head_segment"], ctl["head_offset"], ctl["next_seq"]
     data_per_segment = ctl["segment_size"] - L.SEGMENT_DATA_OFFSET

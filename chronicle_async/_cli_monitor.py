@@ -6,6 +6,7 @@ as the root is shown alone). Every frame is built from read-only snapshots
 While the root (or a queue) does not exist yet the view says what it waits for;
 between frames it sleeps on an inotify watch (``watchfiles``, non-recursive) of the
 root, or of its nearest existing parent, so a queue appearing shows up at once.
+A queue this user may not read is shown as an error (not as waiting); ``--once`` then exits 1.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import time
 from typing import Any, TextIO
 
 from ._cli_inspect import fmt_age, fmt_bytes, iso_ns, queue_snapshot
-from ._errors import ChronicleError, NotAQueueError
+from ._errors import ChronicleError, NotAQueueError, QueuePermissionError
+from ._files import exists, read_permission_error
 from .hot import layout as L
 
 #: How long a new writer epoch is flagged in the status column.
@@ -64,7 +66,11 @@ class Monitor:
         if os.path.isfile(os.path.join(root, L.CONTROL_FILE_NAME)):
             return [(os.path.basename(root) or root, root)]
         found = set()
-        with os.scandir(root) as it:
+        try:
+            it = os.scandir(root)
+        except PermissionError as e:
+            raise read_permission_error(root, e) from None
+        with it:
             for e in it:
                 if e.is_dir() and not e.name.startswith("."):
                     found.add(e.name)
@@ -74,7 +80,7 @@ class Monitor:
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
         snap: dict[str, Any] = {"root": self.root, "time": iso_ns(time.time_ns()), "waiting": None, "queues": []}
-        if os.path.exists(self.root) and not os.path.isdir(self.root):
+        if exists(self.root) and not os.path.isdir(self.root):
             raise NotAQueueError(f"{self.root} is a file, not a bus root folder; pass the folder that holds the queues")
         if not os.path.isdir(self.root):
             near = _nearest_existing_dir(self.root)
@@ -96,7 +102,12 @@ class Monitor:
         if not os.path.isdir(path):
             q["waiting"] = "waiting for the queue folder"
             return q
-        if not os.path.isfile(os.path.join(path, L.CONTROL_FILE_NAME)):
+        try:
+            ready = exists(os.path.join(path, L.CONTROL_FILE_NAME))
+        except QueuePermissionError as e:  # not a missing queue: say so
+            q["error"] = f"{type(e).__name__}: {e}"
+            return q
+        if not ready:
             q["waiting"] = f"waiting for {L.CONTROL_FILE_NAME} (no writer has created the queue yet)"
             return q
         try:
@@ -241,7 +252,10 @@ def run_monitor(args: Any, out: TextIO = sys.stdout) -> int:
         snap = mon.snapshot()
         out.write((json.dumps(snap) if args.json else render(snap, None)) + "\n")
         out.flush()
-        return 0
+        errors = [q for q in snap["queues"] if q["error"]]
+        for q in errors:  # a queue that cannot be shown (no permission, damaged) fails a one-shot check
+            print(f"chronicle: {q['name']}: {q['error']}", file=sys.stderr)
+        return 1 if errors else 0
     tty = out.isatty() and not args.json
     waiter = _Waiter(args.interval)
     try:

@@ -104,8 +104,26 @@ def _messages_until_empty(r: Any, types: frozenset[int] | None) -> Iterable[Any]
             yield m
 
 
+def _no_such_reader(path: str, name: str, pos_file: str) -> Exception:
+    """The error for ``--name`` (without ``--commit``) naming no reader: it lists the names there are."""
+    from ._errors import InvalidArgumentError
+    from .hot import layout as L
+
+    try:
+        names = sorted(n[: -len(L.READER_FILE_SUFFIX)] for n in os.listdir(os.path.dirname(pos_file))
+                       if n.endswith(L.READER_FILE_SUFFIX))
+    except OSError:
+        names = []
+    there = f"its named readers are {', '.join(names)}" if names else "it has no named readers"
+    return InvalidArgumentError(
+        f"queue {path} has no reader named {name!r} ({pos_file} does not exist; {there}): "
+        f"pass an existing name, or add --commit to read as a new reader {name!r} (that creates it)"
+    )
+
+
 def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
     from . import _args as A
+    from . import _files as F
     from ._queue import Queue
     from .hot import layout as L
     from .retention import read_reader_position
@@ -132,8 +150,8 @@ def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
             backlog = _seek_last(r, path, args.last, types)
         elif args.name and not owned:
             pos_file = os.path.join(path, L.READERS_DIR_NAME, args.name + L.READER_FILE_SUFFIX)
-            if not os.path.exists(pos_file):
-                raise FileNotFoundError(f"queue {path} has no named reader {args.name!r} ({pos_file} does not exist)")
+            if not F.exists(pos_file):
+                raise _no_such_reader(path, args.name, pos_file)
             pos = read_reader_position(pos_file)
             if pos is not None:
                 r.seek(pos[2])  # its committed next_seq; never committed: the earliest data

@@ -7,11 +7,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ._idle import ParkCounts
 from ._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from ._reader import Message, QueueReader
 from ._ring import SpscRing
 from .hot import layout as L
 from .hot import loop as K
+from .hot.idle import PARK_OUTCOMES
 from .hot.wait import PARK_SLICE_S
 
 _monotonic = time.monotonic
@@ -62,6 +64,7 @@ class FanInReader:
         self._closed = False
         self._bell = SpscRing(1, L.RING_SLOT_ALIGNMENT)  # only its doorbell and parked words are used
         self._scratch = np.zeros(L.SCRATCH_LENGTH, np.uint8)
+        self._park_counts = np.zeros(PARK_OUTCOMES, np.int64)  # how wait()'s parks ended (park_counts)
         for r in readers:
             self.add_reader(r)
 
@@ -184,6 +187,11 @@ class FanInReader:
                 slice_ = min(slice_, deadline - now)
             self._park(max(slice_, 1e-6))
 
+    @property
+    def park_counts(self) -> ParkCounts:
+        """How the parks of :meth:`wait` ended (:class:`ParkCounts`); ``missed`` must stay 0."""
+        return ParkCounts.from_array(self._park_counts)
+
     def _hold_s(self) -> float | None:
         """0 if next() would return now; seconds until a held message is released; None if nothing is buffered."""
         oldest = None
@@ -209,7 +217,7 @@ class FanInReader:
             table[i, L.SRC_OFFSET] = r._off
             table[i, L.SRC_CTL_ADDR] = r._ctl_arr.ctypes.data
             table[i, L.SRC_CAN_PARK] = 1 if r._can_park else 0
-        K.py_park(table, self._bell.buffer, self._scratch, int(seconds * 1e9))
+        self._park_counts[K.py_park(table, self._bell.buffer, self._scratch, int(seconds * 1e9))] += 1
 
     # -- positions -----------------------------------------------------------------------------
 

@@ -140,6 +140,40 @@ def _permission_error(path: str, e: OSError) -> QueuePermissionError:
     )
 
 
+def read_permission_error(path: str, e: OSError) -> QueuePermissionError:
+    """This user may not read ``path``: the error names what blocks it (the file, or a folder
+    on the way that it may not enter), its mode and owner, and the fix."""
+    blocker = path
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(2, len(parts)):  # the first folder on the way this user may not enter
+        d = os.sep.join(parts[:i]) or os.sep
+        if not os.access(d, os.X_OK):
+            blocker = d
+            break
+    try:
+        st = os.stat(blocker)
+        where = f"{blocker} is mode {st.st_mode & 0o7777:o}, owned by uid {st.st_uid}"
+        grant = "a+rx" if os.path.isdir(blocker) else "a+r"
+    except OSError:
+        where, grant = f"{blocker} cannot be looked at", "a+r"
+    return QueuePermissionError(
+        f"cannot read {path}: {e.strerror} (this process runs as uid {os.geteuid()}; {where}); "
+        f"run as the queue's owner, or grant read access: chmod {grant} {blocker}"
+    )
+
+
+def exists(path: str, *, writing: bool = False) -> bool:
+    """True if ``path`` exists, False if not; a QueuePermissionError (not False) if this user
+    may not look (``writing``: the message says the caller needs to write there)."""
+    try:
+        os.stat(path)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError as e:
+        raise (_permission_error(path, e) if writing else read_permission_error(path, e)) from None
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -151,7 +185,11 @@ def fsync_dir(path: str) -> None:
 def list_segments(queue_dir: str) -> list[int]:
     """Sorted ids of the segment files present (temp files excluded)."""
     ids = []
-    with os.scandir(queue_dir) as it:
+    try:
+        it = os.scandir(queue_dir)
+    except PermissionError as e:
+        raise read_permission_error(queue_dir, e) from None
+    with it:
         for entry in it:
             sid = L.parse_segment_file_name(entry.name)
             if sid is not None:
@@ -169,14 +207,17 @@ def control_path(queue_dir: str) -> str:
 
 
 def check_queue_dir(queue_dir: str, *, creating: bool) -> None:
-    """Raise NotAQueueError / QueueNotFoundError if ``queue_dir`` cannot be (or become) a queue."""
-    if os.path.exists(queue_dir) and not os.path.isdir(queue_dir):
+    """Raise NotAQueueError / QueueNotFoundError if ``queue_dir`` cannot be (or become) a queue.
+
+    A folder this user may not look into is a QueuePermissionError, not a missing queue.
+    """
+    if exists(queue_dir, writing=creating) and not os.path.isdir(queue_dir):
         raise NotAQueueError(f"{queue_dir} is a file, not a queue directory; pass the queue's folder")
     if not os.path.isdir(queue_dir):
         if creating:
             return
         raise QueueNotFoundError(f"no queue at {queue_dir}: the folder does not exist (has a writer created it yet?)")
-    if os.path.exists(control_path(queue_dir)):
+    if exists(control_path(queue_dir), writing=creating):
         return
     if creating:
         ours = {L.WRITER_LOCK_NAME, L.READERS_DIR_NAME}
@@ -285,7 +326,7 @@ def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: i
     try:
         fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
     except PermissionError as e:
-        raise _permission_error(path, e) from None
+        raise (_permission_error if writable else read_permission_error)(path, e) from None
     try:
         actual = os.fstat(fd).st_size
         if actual != segment_size:
@@ -391,7 +432,7 @@ def open_control(queue_dir: str, *, writable: bool) -> tuple[Mapping, ControlInf
     except FileNotFoundError:
         raise QueueNotFoundError(f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing") from None
     except PermissionError as e:
-        raise _permission_error(path, e) from None
+        raise (_permission_error if writable else read_permission_error)(path, e) from None
     except IsADirectoryError:
         raise CorruptQueueError(f"{path} is a folder, not a control file; move it aside (this is not a valid queue)") from None
     except OSError as e:

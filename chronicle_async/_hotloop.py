@@ -24,7 +24,7 @@ from ._errors import (
     InvalidArgumentError,
     QueueClosedError,
 )
-from ._idle import Backoff, BusySpin, IdleStrategy, Park
+from ._idle import Backoff, BusySpin, IdleStrategy, Park, ParkCounts
 from ._reader import Message, QueueReader
 from ._ring import SpscRing
 from ._writer import QueueWriter
@@ -606,6 +606,11 @@ class HotLoop:
     def parks(self) -> int:
         """Times the idle loop parked on the futex."""
         return int(self._loop[L.LOOP_PARKS])
+
+    @property
+    def park_counts(self) -> ParkCounts:
+        """How the loop's parks ended (:class:`ParkCounts`); ``missed`` must stay 0."""
+        return ParkCounts.from_array(self._loop[L.LOOP_PARK_OUTCOMES:])
 
     def drain_log(self, limit: int | None = None) -> list[HotLogRecord]:
         """Take records off the hot thread's log ring (the control plane drains it for you)."""

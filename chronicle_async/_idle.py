@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._errors import ArgumentTypeError, InvalidArgumentError
 from .hot import layout as L
+from .hot.idle import PARK_OUTCOMES
 from .hot.wait import PARK_SLICE_S
 
 
@@ -80,3 +82,33 @@ def _words(mode: int, spins: int, yields: int, park_time: float) -> np.ndarray:
     w[L.IDLE_YIELDS] = yields
     w[L.IDLE_PARK_NS] = int(park_time * 1e9)
     return w
+
+
+class ParkCounts(NamedTuple):
+    """How the parks of a waiter ended, counted (``HotLoop.park_counts``, ``QueueReader.park_counts``,
+    ``FanInReader.park_counts``, ``control.aio.park_counts()``).
+
+    A healthy waiter ends its parks at ``woken`` (a writer's futex wake), ``moved`` (the wake raced
+    the sleep) or ``ready`` (data was already there). ``slice`` parks timed out with nothing to
+    read: idle time. ``missed`` parks timed out although data had been committed: a lost wake-up,
+    which delays a message by up to a park slice. It must stay 0; tests assert that it does.
+    ``polled`` parks were short polling sleeps (a read-only control file, no ``futex_waitv``, or
+    more queues than one call can watch), where a timeout is the mechanism, not a fault.
+    """
+
+    ready: int = 0
+    woken: int = 0
+    moved: int = 0
+    slice: int = 0
+    missed: int = 0
+    polled: int = 0
+    interrupted: int = 0
+
+    @classmethod
+    def from_array(cls, counts: Any) -> "ParkCounts":
+        """From an array of ``PARK_OUTCOMES`` counters indexed by ``hot.idle.PARK_*``."""
+        return cls(*(int(x) for x in counts[:PARK_OUTCOMES]))
+
+    @property
+    def total(self) -> int:
+        return sum(self)

@@ -109,12 +109,31 @@ class FileLock:
             self._fd = -1
 
 
+def held_in_this_process(path: str) -> bool:
+    """True if a lock held by this very process (a :class:`FileLock` still open) is on ``path``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for lock in list(_held):
+        try:
+            if lock.held and os.path.samestat(os.fstat(lock._fd), st):
+                return True
+        except OSError:  # released meanwhile by another thread
+            continue
+    return False
+
+
 def is_locked(path: str) -> bool:
     """True if some open file description holds a lock on ``path`` (probe only, takes nothing)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except PermissionError as e:
+        from ._files import read_permission_error
+
+        raise read_permission_error(path, e) from None
     try:
         res = fcntl.fcntl(fd, _F_OFD_GETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0))
         return _FLOCK.unpack(res)[0] != fcntl.F_UNLCK

@@ -15,7 +15,7 @@ import zlib
 
 from . import _files as F
 from ._errors import CorruptQueueError, DiskFullError, ReaderLockedError, UnsupportedVersionError
-from ._lock import FileLock
+from ._lock import FileLock, held_in_this_process
 from .hot import layout as L
 from .retention import best_slot
 
@@ -49,6 +49,12 @@ class PositionFile:
         path = os.path.join(rdir, name + L.READER_FILE_SUFFIX)
         lock = FileLock.try_acquire(path)
         if lock is None:
+            if held_in_this_process(path):
+                raise ReaderLockedError(
+                    f"reader {name!r} of {queue_dir} is already open in this process (pid {os.getpid()}); "
+                    "close the other QueueReader first, or use another name",
+                    os.getpid(),
+                )
             pid = owner_pid(path)
             raise ReaderLockedError(
                 f"reader {name!r} of {queue_dir} is already open in another process (pid {pid}); "

@@ -19,14 +19,17 @@ from ._errors import (
     InvalidArgumentError,
     QueueClosedError,
 )
+from ._idle import ParkCounts
 from ._lock import is_locked
 from ._status import DisconnectReason, WriterStatus
 from ._sys import asymmetric_fence
+from ._warm import warm_waiters
 from .hot.syscalls import HAVE_RAW_SYSCALL
 from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
 from .hot import wait as W
+from .hot.idle import PARK_INTERRUPTED, PARK_MISSED, PARK_MOVED, PARK_OUTCOMES, PARK_POLLED, PARK_READY, PARK_SLICE, PARK_WOKEN
 from ._position import PositionFile
 
 log = logging.getLogger("chronicle_async")
@@ -99,6 +102,7 @@ class QueueReader:
         self._spin_time = float(spin_time)
         self._ctl = self._seg = self._pos = None
         self._timespec = np.zeros(2, np.int64)
+        self._park_counts = np.zeros(PARK_OUTCOMES, np.int64)  # how this reader's parks ended (park_counts)
         try:
             self._open()
         except BaseException:
@@ -117,6 +121,7 @@ class QueueReader:
         self._segment_size = info.segment_size
         self._queue_id = info.queue_id
         self._epoch = self._ctl_q[L.CTL_WRITER_EPOCH_OFFSET // 8]
+        warm_waiters()  # the first park must not wait for a compile (_warm.py)
         if self._name:
             self._pos = PositionFile.open(self._path, self._name, self._segment_size)
             saved = self._pos.saved
@@ -289,6 +294,11 @@ class QueueReader:
 
         return await aio.wait_async(self, timeout)
 
+    @property
+    def park_counts(self) -> ParkCounts:
+        """How this reader's parks in :meth:`wait` ended (:class:`ParkCounts`); ``missed`` must stay 0."""
+        return ParkCounts.from_array(self._park_counts)
+
     def available(self) -> bool:
         """True if ``next()`` would find something (a message or a segment end) right now."""
         return self._seg_i32[self._off >> 2] != 0
@@ -339,23 +349,38 @@ class QueueReader:
             remaining = None if deadline is None else max(0.0, deadline - now)
             cap = W.PARK_SLICE_S if exact else 0.001  # slices re-register; a dead parker expires
             slice_ = cap if remaining is None else min(remaining, cap)
+            counts = self._park_counts
             if not self._can_park:
                 time.sleep(min(slice_, 0.001))
+                counts[PARK_POLLED] += 1
             else:
                 W.register_waiter(ctl, 1)
                 W.extend_park_deadline(ctl, time.time_ns() + int(slice_ * 1e9) + 1)
                 try:
+                    polling = not exact
                     if exact and not asymmetric_fence():
                         slice_ = min(slice_, 0.001)
+                        polling = True
                     seen = W.notify_word(ctl)
                     if self._seg_i32[self._off >> 2]:
+                        counts[PARK_READY] += 1
                         return True
                     ts = self._timespec
                     ts[0] = int(slice_)
                     ts[1] = int((slice_ - int(slice_)) * 1e9)
-                    W.futex_wait(ctl, seen, ts)
+                    r = W.futex_wait(ctl, seen, ts)
                 finally:
                     W.register_waiter(ctl, -1)
+                if r == 0:
+                    counts[PARK_WOKEN] += 1
+                elif r == -W.EAGAIN:
+                    counts[PARK_MOVED] += 1
+                elif r != -W.ETIMEDOUT:
+                    counts[PARK_INTERRUPTED] += 1
+                elif polling:
+                    counts[PARK_POLLED] += 1  # a short sleep by design: the timeout is the mechanism
+                else:  # the slice ran out with no wake: if data is there, the wake was lost
+                    counts[PARK_MISSED if self._seg_i32[self._off >> 2] else PARK_SLICE] += 1
             if self._seg_i32[self._off >> 2]:
                 return True
             if was_open and self._ctl_i32[state_idx] == L.WRITER_STATE_CLOSED:
@@ -377,9 +402,17 @@ class QueueReader:
         self._pos.commit(self._seg_id, self._off, self._next_seq, self._epoch, durable)
 
     def seek(self, seq: int) -> bool:
-        """Position at the message with ``seq`` (or the first after it). True if ``seq`` itself is there."""
+        """Position at the message with ``seq`` (or the first after it). True if ``seq`` itself is there.
+
+        A negative ``seq`` is an InvalidArgumentError (seqs start at 0); the position is kept.
+        """
         if isinstance(seq, bool) or not isinstance(seq, (int, np.integer)):
             raise ArgumentTypeError(f"seek(seq) takes an int, not {type(seq).__name__}")
+        if seq < 0:
+            raise InvalidArgumentError(
+                f"seek(seq): seq {int(seq)} is negative; seqs start at 0: pass 0 (or a later seq) to seek "
+                "to the earliest message still on disk"
+            )
         found = self._seek(R.SCAN_TO_SEQ, int(seq), 0)
         return found and self._seq_at(self._off) == seq
 

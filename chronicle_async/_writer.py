@@ -17,6 +17,7 @@ from . import _files as F
 from ._config import Durability, WriterConfig
 from ._errors import (
     ArgumentTypeError,
+    ChronicleError,
     DiskFullError,
     InvalidArgumentError,
     PayloadTooLargeError,
@@ -27,6 +28,7 @@ from ._housekeeping import Housekeeper
 from ._recovery import recover, write_end_marker
 from ._lock import FileLock, read_owner
 from ._sys import TSO, asymmetric_fence_register
+from ._warm import warm_writer
 from .hot import append as K
 from .hot import layout as L
 from .hot import status as S
@@ -73,6 +75,20 @@ class _Closed:
 
 
 _CLOSED: Any = _Closed()
+
+
+def _bad_batch_item(items: Sequence[Any]) -> ChronicleError:
+    """The error for the first item of an ``append_batch`` sequence that is not bytes-like, naming its index."""
+    for i, p in enumerate(items):
+        if isinstance(p, str):
+            return ArgumentTypeError(
+                f"append_batch: item {i} is a str; payloads must be bytes-like (encode text first: s.encode())"
+            )
+        try:
+            A.as_bytes_like(p)
+        except ChronicleError as e:
+            return type(e)(f"append_batch: item {i}: {e}")
+    return ArgumentTypeError("append_batch: payloads must be bytes-like")  # pragma: no cover
 
 
 class QueueWriter:
@@ -156,6 +172,7 @@ class QueueWriter:
                 "membarrier(2) is unavailable: readers parked on %s fall back to 1 ms polling slices", d
             )
         self._ctl.i32[L.CTL_WRITER_FLAGS_OFFSET // 4] = flags
+        warm_writer()  # the first wake must not wait for a compile (_warm.py)
         q[L.CTL_HEARTBEAT_NS_OFFSET // 8] = time.time_ns()
         self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] = L.WRITER_STATE_OPEN
         self._lock.write_owner(f"epoch={self._epoch}")
@@ -296,9 +313,13 @@ class QueueWriter:
         if isinstance(payloads, (bytes, bytearray, memoryview, str)):
             raise ArgumentTypeError("append_batch takes a sequence of payloads; for one message use append()")
         try:
-            parts = [p if isinstance(p, (bytes, bytearray)) else A.as_bytes_like(p) for p in payloads]
+            items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
         except TypeError:
             raise ArgumentTypeError(f"append_batch: payloads must be an array or a sequence of bytes-like, not {type(payloads).__name__}") from None
+        try:
+            parts = [p if isinstance(p, (bytes, bytearray)) else A.as_bytes_like(p) for p in items]
+        except ChronicleError:
+            raise _bad_batch_item(items) from None
         lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
         offsets = np.zeros(len(parts) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])

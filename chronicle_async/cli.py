@@ -157,13 +157,16 @@ def _bench(args: argparse.Namespace) -> int:
     import subprocess
 
     root = find_benchmarks()
-    if root is None:
+    if root is None:  # an installed package (pip install .) carries no benchmarks/
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        raise FileNotFoundError(
-            f"the benchmark suite (benchmarks/run.py) was not found beside the package ({here}) nor in the "
-            f"current folder ({os.getcwd()}); it ships with the source checkout only: clone the repository, "
-            "install it with `pip install -e .[bench]`, and run `chronicle bench` from there"
+        print(
+            "chronicle: bench: the benchmark suite is not installed with the package: it lives in the source "
+            f"checkout's benchmarks/ folder (looked beside the package, {here}, and in the current folder, "
+            f"{os.getcwd()}). To run it, clone the repository and run `make bench` there (or `chronicle bench` "
+            "from inside the clone)",
+            file=sys.stderr,
         )
+        return 1
     cmd = [sys.executable, "-m", "benchmarks.run"]
     for flag in ("quick", "hotcore", "control"):
         if getattr(args, flag):
@@ -190,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     demo = sub.add_parser("demo", help="run a writer process and a reader process on a local demo queue")
-    demo.add_argument("path", nargs="?", default=".demo-bus/ticks", help="queue folder (default: %(default)s)")
+    demo.add_argument("path", nargs="?", default=".demo-bus/ticks",
+                      help="queue folder: new, empty, or made by an earlier demo (deleted first); anything else is "
+                      "refused (default: %(default)s)")
     demo.add_argument("-n", "--messages", type=int, default=1_000_000, help="messages to send (default: %(default)s)")
     demo.add_argument("--segment-size", type=int, default=16 * 1024 * 1024, help="bytes per segment (default: %(default)s)")
     demo.set_defaults(func=_demo)
@@ -256,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
     p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between refreshes (default: %(default)s)")
-    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--once", action="store_true",
+                   help="print one snapshot and exit (exit 1 if a queue cannot be read: no permission, damaged)")
     p.add_argument("--queue", action="append", metavar="NAME",
                    help="show only this queue (repeat); shown as waiting until it exists")
     p.add_argument("--ttl", type=_positive_float, default=1.0,

@@ -18,8 +18,9 @@ Semantics modelled (from the public docs):
 - anonymous readers cannot commit; ``Start.EARLIEST`` opens at the first
   message, ``Start.LATEST`` at the tail, ``Start.COMMITTED`` without a commit
   is the earliest data;
-- ``seek(seq)`` positions at ``seq`` (clamped into ``0..len``) and is True only
-  if that very message exists; ``seek_timestamp(ts)`` positions at the first
+- ``seek(seq)`` positions at ``seq`` (clamped to ``len``) and is True only
+  if that very message exists; a negative ``seq`` is an error (ValueError) and
+  keeps the position; ``seek_timestamp(ts)`` positions at the first
   message with ``timestamp_ns >= ts`` (True) or at the tail (False).
 """
 from __future__ import annotations
@@ -107,9 +108,11 @@ class ReferenceReader:
         self.queue.commits[self.name] = self.position
 
     def seek(self, seq: int) -> bool:
+        if seq < 0:
+            raise ValueError(f"seq {seq} is negative")
         n = len(self.queue.messages)
-        self.position = min(max(seq, 0), n)
-        return 0 <= seq < n
+        self.position = min(seq, n)
+        return seq < n
 
     def seek_timestamp(self, timestamp_ns: int) -> bool:
         stamps = [m.timestamp_ns for m in self.queue.messages]

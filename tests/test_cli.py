@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,7 +254,7 @@ def test_tail_creates_a_reader_file_only_with_name_and_commit(queue_dir):
     fill(queue_dir, 30)
     tail_lines(queue_dir, "--from", 0)
     p = run_cli("tail", queue_dir, "--name", "ghost")
-    assert p.returncode == 1 and "ghost" in p.stderr and p.stderr.startswith("chronicle: FileNotFoundError:")
+    assert p.returncode == 1 and "ghost" in p.stderr and p.stderr.startswith("chronicle: InvalidArgumentError:")
     assert "readers" not in os.listdir(queue_dir)
     # consume as "eater": it commits after printing, so the next run prints only what is new
     assert [r["seq"] for r in tail_records(queue_dir, "--name", "eater", "--commit", "--type", 1)] == list(range(30))
@@ -264,6 +266,20 @@ def test_tail_creates_a_reader_file_only_with_name_and_commit(queue_dir):
     assert snapshot_files(queue_dir) == before
     assert [r["seq"] for r in tail_records(queue_dir, "--name", "eater", "--commit")] == [30]
     assert tail_records(queue_dir, "--name", "eater", "--commit") == []
+
+
+def test_tail_name_of_a_reader_that_does_not_exist_is_a_typed_error_listing_the_readers(queue_dir):
+    fill(queue_dir, 3)
+    for name in ("risk", "audit"):
+        with Queue.open_subscriber(queue_dir, name) as r:
+            r.commit()
+    before = snapshot_files(queue_dir)
+    p = run_cli("tail", queue_dir, "--name", "nosuch")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith(f"chronicle: InvalidArgumentError: queue {queue_dir} has no reader named 'nosuch'")
+    assert "its named readers are audit, risk" in p.stderr and "add --commit" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert snapshot_files(queue_dir) == before, "nothing is created"
 
 
 # -- readers -----------------------------------------------------------------------------------
@@ -350,4 +366,19 @@ def test_bench_outside_a_checkout_fails_clearly(monkeypatch, capsys):
     monkeypatch.setattr(cli, "find_benchmarks", lambda: None)
     assert cli.main(["bench"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("chronicle: FileNotFoundError: the benchmark suite (benchmarks/run.py) was not found")
+    assert err.startswith("chronicle: bench: the benchmark suite is not installed with the package")
+    assert "clone the repository and run `make bench` there" in err and "Error" not in err
+
+
+def test_bench_from_an_installed_copy_of_the_package_says_to_run_it_in_a_clone(tmp_path):
+    site = tmp_path / "site-packages"  # what `pip install .` leaves: the package, no benchmarks/
+    shutil.copytree(pathlib.Path(cli.__file__).parent, site / "chronicle_async",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    p = subprocess.run([sys.executable, "-m", "chronicle_async.cli", "bench", "--quick"], cwd=elsewhere,
+                       env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.stderr.startswith("chronicle: bench: the benchmark suite is not installed with the package")
+    assert str(site) in p.stderr and str(elsewhere) in p.stderr and "`make bench`" in p.stderr
+    assert "Traceback" not in p.stderr and "FileNotFoundError" not in p.stderr

@@ -65,11 +65,13 @@ import numpy as np
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from .._fanin import FanInReader
+from .._idle import ParkCounts
 from .._reader import Message, QueueReader
 from .._ring import SpscRing
 from ..hot import layout as L
 from ..hot import loop as K
 from ..hot import ring as R
+from ..hot.idle import PARK_OUTCOMES
 from ..hot.wait import PARK_SLICE_S
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "FanInAsyncIterator",
     "ReaderAsyncIterator",
     "next_async",
+    "park_counts",
     "registered_waits",
     "wait_async",
     "waker_thread",
@@ -165,6 +168,7 @@ class _Waker:
         self._bell = self._ring.buffer
         self._empty = np.zeros(8, np.uint8)  # the doorbell push carries no meaning
         self.parks = 0  # times the thread went to sleep (tests, diagnostics)
+        self.outcomes = np.zeros(PARK_OUTCOMES, np.int64)  # how those parks ended (park_counts())
         self.thread = threading.Thread(target=self._run, name=WAKER_THREAD_NAME, daemon=True)
         self.thread.start()
 
@@ -249,7 +253,7 @@ class _Waker:
             if fired:
                 continue  # rebuild the futex set without the completed waits
             park_ns = _PARK_NS if items else _IDLE_PARK_NS
-            K.py_park(table, bell, scratch, park_ns)
+            self.outcomes[K.py_park(table, bell, scratch, park_ns)] += 1
             self.parks += 1
 
     @staticmethod
@@ -322,6 +326,12 @@ def registered_waits() -> int:
     """How many waits are registered with the waker right now (0 if it never started)."""
     w = _waker
     return 0 if w is None else w.size()
+
+
+def park_counts() -> ParkCounts:
+    """How the waker thread's parks ended (:class:`~chronicle_async.ParkCounts`); ``missed`` must stay 0."""
+    w = _waker
+    return ParkCounts() if w is None else ParkCounts.from_array(w.outcomes)
 
 
 def waker_thread() -> threading.Thread | None:

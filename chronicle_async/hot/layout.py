@@ -319,7 +319,8 @@ LOOP_CLOCK_NS_PER_TICK_F64 = 10  # nanoseconds per counter tick, as the bits of 
 LOOP_BATCH = 11  # most messages read from one source per pass (fairness between sources)
 LOOP_MAX_COMMANDS = 12  # most commands drained per pass
 LOOP_COMMIT_EVERY = 13  # commit a source's position after this many messages, and at each burst's end; 0 = never
-LOOP_FIELDS = 16
+LOOP_PARK_OUTCOMES = 16  # 16 .. 16 + idle.PARK_OUTCOMES - 1: parks counted by how they ended (idle.PARK_*)
+LOOP_FIELDS = 24
 LOOP_IDLE = 0
 LOOP_RUNNING = 1
 LOOP_STOPPED = 2

@@ -218,9 +218,10 @@ def _idle(sources, cmd, scratch_addr, idle, loop, empty):
     if mode == L.IDLE_BACKOFF and empty <= idle[L.IDLE_SPINS] + idle[L.IDLE_YIELDS]:
         sched_yield()
         return empty
-    park_many(sources, cmd, scratch_addr + L.SCRATCH_TIMESPEC_OFFSET, scratch_addr + L.SCRATCH_WAITV_OFFSET,
-              idle[L.IDLE_PARK_NS])
+    outcome = park_many(sources, cmd, scratch_addr + L.SCRATCH_TIMESPEC_OFFSET, scratch_addr + L.SCRATCH_WAITV_OFFSET,
+                        idle[L.IDLE_PARK_NS])
     loop[L.LOOP_PARKS] += 1
+    loop[L.LOOP_PARK_OUTCOMES + outcome] += 1
     return idle[L.IDLE_SPINS] + idle[L.IDLE_YIELDS]  # stay at the parking stage until work comes
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import queue
+import random
 import signal
 import struct
 import subprocess
@@ -475,7 +476,53 @@ def cmd_pingpong(out_path: str, in_path: str, rounds: int, strategy: str, segmen
     r.close()
 
 
+def _compiled_wake_kernels() -> list[int]:
+    from chronicle_async import _warm
+
+    return [len(k.overloads) for k in _warm.WRITER_KERNELS]
+
+
+def cmd_paced_writer(paths: list[str], count: int, gap_us: float, segment_size: int) -> None:
+    """Append ``count`` rounds to every queue in ``paths``, one round every ``gap_us`` µs (+-50 %
+    jitter), each payload the seq as 8 bytes; report how many wake kernels were compiled after
+    open and at the end (a wake must never compile one)."""
+    from chronicle_async import Queue, WriterConfig
+
+    writers = [Queue.open_publisher(p, WriterConfig(segment_size=segment_size)) for p in paths]
+    at_open = _compiled_wake_kernels()
+    emit("opened", compiled=at_open)
+    go = sys.stdin.readline()  # the consumers are ready
+    if not go.strip():
+        return
+    step = gap_us * 1e3
+    nxt = time.monotonic_ns()
+    rng = random.Random(1)
+    for seq in range(count):
+        nxt += int(step * (0.5 + rng.random()))
+        ahead = nxt - time.monotonic_ns()
+        if ahead > 200_000:
+            time.sleep((ahead - 150_000) / 1e9)
+        while time.monotonic_ns() < nxt:
+            pass
+        body = seq.to_bytes(8, "little")
+        for w in writers:
+            w.append(1, body)
+    emit("result", ok=True, compiled_at_open=at_open, compiled_at_end=_compiled_wake_kernels())
+    for w in writers:
+        w.close()
+
+
+def cmd_hog(seconds: float) -> None:
+    """Burn one CPU in Python for ``seconds`` (load beside a test)."""
+    emit("started")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 COMMANDS = {
+    "paced_writer": cmd_paced_writer,
+    "hog": cmd_hog,
     "writer": cmd_writer,
     "reader": cmd_reader,
     "appender": cmd_appender,

@@ -654,15 +654,6 @@ def as_nobody(nobody_launcher):
     shutil.rmtree(cache, ignore_errors=True)
 
 
-@pytest.fixture
-def root_owned_dir():
-    """A root-owned 0o755 folder outside pytest's private (0o700) tmp tree, so others can look in but not write."""
-    d = tempfile.mkdtemp(prefix="chronicle-ro-")
-    os.chmod(d, 0o755)
-    yield pathlib.Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_creating_a_queue_in_a_folder_without_write_permission_is_a_permission_error(as_nobody, root_owned_dir):
     target = root_owned_dir / "q"
     res = as_nobody("publish", target)

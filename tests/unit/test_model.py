@@ -76,7 +76,9 @@ def test_reference_seek_and_seek_timestamp():
     r = q.open_reader(None)
     assert r.seek(3) and r.next().seq == 3
     assert not r.seek(9) and r.next() is None
-    assert not r.seek(-1) and r.next().seq == 0
+    with pytest.raises(ValueError):
+        r.seek(-1)
+    assert r.seek(0) and r.next().seq == 0
     assert r.seek_timestamp(115) and r.next().seq == 2
     assert r.seek_timestamp(0) and r.next().seq == 0
     assert not r.seek_timestamp(1000) and r.next() is None
@@ -188,6 +190,12 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(key=readers, data=st.data())
     def seek(self, key, data):
         target = data.draw(st.integers(-2, self.model.next_seq + 2), label="seq")
+        if target < 0:  # an error on both, and the position is kept
+            with pytest.raises(ca.InvalidArgumentError):
+                self.real[key].seek(target)
+            with pytest.raises(ValueError):
+                self.refs[key].seek(target)
+            return
         assert self.real[key].seek(target) == self.refs[key].seek(target)
 
     @rule(key=readers, data=st.data())
