@@ -31,6 +31,7 @@ from ._config import WriterConfig as WriterConfig
 from ._errors import ArgumentTypeError as ArgumentTypeError
 from ._errors import ChronicleError as ChronicleError
 from ._errors import CorruptQueueError as CorruptQueueError
+from ._errors import CorruptRecordError as CorruptRecordError
 from ._errors import CorruptSegmentError as CorruptSegmentError
 from ._errors import DiskFullError as DiskFullError
 from ._errors import InvalidArgumentError as InvalidArgumentError
@@ -48,6 +49,7 @@ from ._reader import QueueReader as QueueReader
 from ._reader import as_array as as_array
 from ._status import DisconnectReason as DisconnectReason
 from ._status import WriterStatus as WriterStatus
+from ._recovery import RecoveryReport as RecoveryReport
 from ._writer import QueueWriter as QueueWriter
 from .retention import cleanup_segments as cleanup_segments
 from .control import Connected as Connected
@@ -72,10 +74,10 @@ __all__ = (
     "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing",
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
     "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
-    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptSegmentError", "DiskFullError",
+    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DiskFullError",
     "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
-    "QueueReader", "QueueWriter", "ReaderLockedError", "Start", "UnsupportedVersionError", "WaitStrategy",
+    "QueueReader", "QueueWriter", "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
 )
 

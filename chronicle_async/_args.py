@@ -32,12 +32,22 @@ def as_bytes_like(payload: Any) -> Any:
     """A byte-addressable view of ``payload`` (bytes-like or C-contiguous array), or raise."""
     if isinstance(payload, (bytes, bytearray)):
         return payload
+    if isinstance(payload, np.ndarray) and payload.dtype.hasobject:
+        raise ArgumentTypeError(
+            f"payload is a numpy array of {payload.dtype} (Python objects): its bytes would be memory "
+            "addresses, meaningless to a reader; pass plain data (numbers, bytes) or serialise the objects first"
+        )
     try:
         mv = memoryview(payload)
     except TypeError:
         raise ArgumentTypeError(
             f"payload must be bytes-like (bytes, bytearray, memoryview, numpy array), not {type(payload).__name__}"
         ) from None
+    if "O" in mv.format or "P" in mv.format:
+        raise ArgumentTypeError(
+            f"payload holds pointers (buffer format {mv.format!r}): its bytes would be memory addresses, "
+            "meaningless to a reader; pass plain data (numbers, bytes) or serialise the objects first"
+        )
     if not mv.c_contiguous:
         raise InvalidArgumentError("payload must be C-contiguous; pass numpy.ascontiguousarray(payload)")
     return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
@@ -65,6 +75,8 @@ def check_path(path: Any) -> str:
         p = os.fsdecode(p)
     if not p:
         raise InvalidArgumentError("path is empty: pass the queue folder")
+    if "\0" in p:
+        raise InvalidArgumentError(f"path {p!r} contains a NUL character, which no file name may hold; pass the queue folder's real path")
     return os.path.abspath(p)
 
 

@@ -17,11 +17,12 @@ from typing import Any
 
 from . import _args as A
 from . import _files as F
-from ._errors import ChronicleError
-from ._lock import is_locked, read_owner
+from ._errors import ChronicleError, CorruptQueueError
+from ._lock import is_locked, read_owner, writer_lock_held
 from .hot import layout as L
 
 _STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
+_STATE_WORDS = {v: k for k, v in _STATE_NAMES.items()}
 _I64 = struct.Struct("<q")
 
 
@@ -125,7 +126,8 @@ def control_fields(path: str, ttl: float = 1.0) -> dict[str, Any]:
         m.close()
     now = time.time_ns()
     lock_path = os.path.join(path, L.WRITER_LOCK_NAME)
-    held = is_locked(lock_path)
+    state_word = _STATE_WORDS.get(fields["state"], -1)
+    held = writer_lock_held(path, fields["pid"], state_word)  # falls back if writer.lock is private
     owner = read_owner(lock_path) if held else None
     age = _age(fields["heartbeat_ns"], now)
     cond = writer_condition(fields["state"], held, age, ttl)
@@ -205,25 +207,28 @@ def message_range(path: str, ids: list[int], segment_size: int, queue_id: int) -
 def reader_entries(path: str, ctl: dict[str, Any], ids: list[int]) -> list[dict[str, Any]]:
     """One dict per ``readers/*.pos``: committed position, lag, commit age, live, retention."""
     from ._position import owner_pid
-    from .retention import read_reader_position
+    from .retention import read_reader_position, reader_files
 
     rdir = os.path.join(path, L.READERS_DIR_NAME)
     try:
-        names = sorted(n for n in os.listdir(rdir) if n.endswith(L.READER_FILE_SUFFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+        found = reader_files(path)  # regular files only: links, FIFOs, ... are skipped with a warning
     except PermissionError as e:
         raise F.read_permission_error(rdir, e) from None
+    except CorruptQueueError:  # readers/ is not a folder: no named readers to show
+        return []
     now = time.time_ns()
     head_seg, head_off, head_seq = ctl["head_segment"], ctl["head_offset"], ctl["next_seq"]
     data_per_segment = ctl["segment_size"] - L.SEGMENT_DATA_OFFSET
     out = []
-    for fname in names:
-        fpath = os.path.join(rdir, fname)
+    for name, fpath in found:
         pos = read_reader_position(fpath)
+        try:
+            live = is_locked(fpath)  # None: this user may not open it (private to its owner)
+        except ChronicleError:  # replaced by a non-regular file since the scan
+            continue
         e: dict[str, Any] = {
-            "name": fname[: -len(L.READER_FILE_SUFFIX)],
-            "live": is_locked(fpath),
+            "name": name,
+            "live": live,
             "owner_pid": owner_pid(fpath),
             "committed": pos is not None,
             "segment": None, "offset": None, "next_seq": None, "commit_ns": None, "commit_time": None,
@@ -242,11 +247,11 @@ def reader_entries(path: str, ctl: dict[str, Any], ids: list[int]) -> list[dict[
     # that never committed pins the oldest segment); that reader holds retention back when it
     # is older than the head segment.
     oldest = ids[0] if ids else 0
-    live = [(e["segment"] if e["segment"] is not None else oldest, e["name"]) for e in out if e["live"]]
+    live = [(e["segment"] if e["segment"] is not None else oldest, e["name"]) for e in out if e["live"] is not False]
     floor = min(live)[0] if live else None
     for e in out:
         seg = e["segment"] if e["segment"] is not None else oldest
-        holds = bool(e["live"] and floor is not None and seg == floor and seg < head_seg)
+        holds = bool(e["live"] is not False and floor is not None and seg == floor and seg < head_seg)
         e["holds_retention"] = holds
         e["segments_held"] = sum(1 for i in ids if seg <= i < head_seg) if holds else 0
     return out
@@ -351,7 +356,7 @@ def format_readers(s: dict[str, Any]) -> str:
         c = e["committed"]
         rows.append((
             e["name"],
-            "live" if e["live"] else "dead",
+            "unknown" if e["live"] is None else "live" if e["live"] else "dead",
             str(e["owner_pid"] or "-"),
             str(e["segment"]) if c else "-",
             f"{e['offset']:,}" if c else "-",

@@ -104,6 +104,19 @@ def _messages_until_empty(r: Any, types: frozenset[int] | None) -> Iterable[Any]
             yield m
 
 
+def _private_reader(pos_file: str) -> Exception:
+    """The error for ``--name`` naming a reader whose position file this user may not read."""
+    from ._errors import QueuePermissionError
+
+    st = os.stat(pos_file)
+    return QueuePermissionError(
+        f"cannot read {pos_file} (mode {st.st_mode & 0o777:o}, owned by uid {st.st_uid}; this process runs as uid "
+        f"{os.geteuid()}): reader position files are private to the users who may write them, so that no "
+        "read-only user can lock them (docs/operations.md, \"Permissions\"); run as the reader's user, or "
+        "start elsewhere with --from SEQ or --last N"
+    )
+
+
 def _no_such_reader(path: str, name: str, pos_file: str) -> Exception:
     """The error for ``--name`` (without ``--commit``) naming no reader: it lists the names there are."""
     from ._errors import InvalidArgumentError
@@ -152,6 +165,8 @@ def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
             pos_file = os.path.join(path, L.READERS_DIR_NAME, args.name + L.READER_FILE_SUFFIX)
             if not F.exists(pos_file):
                 raise _no_such_reader(path, args.name, pos_file)
+            if not os.access(pos_file, os.R_OK):
+                raise _private_reader(pos_file)
             pos = read_reader_position(pos_file)
             if pos is not None:
                 r.seek(pos[2])  # its committed next_seq; never committed: the earliest data

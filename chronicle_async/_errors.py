@@ -22,6 +22,28 @@ class CorruptSegmentError(CorruptQueueError):
     """A segment file's header or a committed record in it is malformed."""
 
 
+class CorruptRecordError(CorruptSegmentError):
+    """Committed data has a hole: a damaged or zeroed record with intact records after it.
+
+    Raised by ``open_publisher``'s recovery instead of treating the hole as a torn tail (which
+    would hide the intact records and reuse their seqs). ``segment`` and ``offset`` locate the
+    damaged slot, ``seq`` is the seq expected there, ``next_offset``/``next_seq`` the first intact
+    record after it. Nothing was changed; ``Queue.open_publisher(path, repair=True)`` covers the
+    damaged bytes with padding (readers see a gap of seqs ``seq .. next_seq - 1``).
+    """
+
+    def __init__(self, message: str, segment: int, offset: int, seq: int, next_offset: int, next_seq: int):
+        super().__init__(message)
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+        self.next_offset = next_offset
+        self.next_seq = next_seq
+
+    def __reduce__(self):  # picklable across processes, with its fields
+        return (type(self), (str(self), self.segment, self.offset, self.seq, self.next_offset, self.next_seq))
+
+
 class UnsupportedVersionError(ChronicleError):
     """A file was written by a newer format version than this library reads."""
 

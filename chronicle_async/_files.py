@@ -9,6 +9,7 @@ import errno
 import mmap
 import os
 import secrets
+import stat
 import struct
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import (
+    ChronicleError,
     CorruptQueueError,
     CorruptSegmentError,
     DiskFullError,
@@ -162,6 +164,149 @@ def read_permission_error(path: str, e: OSError) -> QueuePermissionError:
     )
 
 
+# -- safe opening: regular files only, never through a symbolic link, never blocking ------------------
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def _kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular_error(path: str, kind: str, fix: str, error: type = CorruptQueueError) -> Exception:
+    """The typed error for a queue file that is a link, folder, FIFO, socket or device."""
+    return error(
+        f"{path} is {kind}, not a regular file: chronicle_async opens its files only as regular files and "
+        f"never through a symbolic link; move it aside (mv {path} {path}.bad) and {fix}"
+    )
+
+
+def umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status``; Linux 4.7+)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # fallback (not thread safe, but only on kernels without the field)
+    os.umask(old)
+    return old
+
+
+def dir_mode() -> int:
+    """Mode of a folder this library creates: as the umask allows, but never writable by others."""
+    return 0o777 & ~umask() & ~0o002 | 0o700
+
+
+def file_mode() -> int:
+    """Mode of a data file (control, segments): readable as the umask allows, writable by the owner only."""
+    return 0o644 & ~umask() | 0o600
+
+
+def private_mode() -> int:
+    """Mode of a lock-bearing file (``writer.lock``, ``readers/*.pos``): opened only by those who may write it.
+
+    Group members get read and write together, if the umask grants group write; otherwise nobody
+    but the owner may open it. Others never may: a user who could only read the file could
+    otherwise take a read lock on it and block the writer or the named reader.
+    """
+    return 0o600 | (0o060 if not umask() & 0o020 else 0)
+
+
+def make_dir(path: str) -> None:
+    """Create folder ``path`` (and missing parents) if needed; a folder made here gets :func:`dir_mode`
+    whatever the umask. Typed errors for permission, read-only file systems, a full disk, or a file in the way."""
+    try:
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        if parent and parent != path and not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+        os.mkdir(path, 0o700)
+        os.chmod(path, dir_mode())
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise NotAQueueError(f"{path} is a file, not a folder; move it aside so the queue can use the folder") from None
+    except NotADirectoryError:
+        raise NotAQueueError(f"a file is in the way of folder {path}; move it aside or choose another path") from None
+    except PermissionError as e:
+        raise _permission_error(path, e) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise _permission_error(path, e) from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path, "create folder") from None
+        raise
+
+
+def disk_full(path: str, doing: str = "create") -> DiskFullError:
+    """A DiskFullError naming the file (no space, or no free inodes, or over quota)."""
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left to {doing} {path} (the file system is out of space or of inodes); free disk space "
+        "or delete files on that file system, then retry. Messages already written are intact",
+    )
+
+
+def open_regular(path: str, flags: int, *, mode: int = 0o644, fix: str = "retry",
+                 error: type = CorruptQueueError, writing: bool | None = None) -> int:
+    """``os.open`` for queue files: never follows a final symbolic link (O_NOFOLLOW), never blocks
+    on a FIFO or device (O_NONBLOCK), and refuses anything but a regular file with ``error``.
+
+    ``FileNotFoundError`` passes through (callers decide what a missing file means); permission,
+    read-only file system and disk-full failures become typed errors naming ``path``.
+    """
+    if writing is None:
+        writing = bool(flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT))
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except PermissionError as e:
+        raise (_permission_error if writing else read_permission_error)(path, e) from None
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise not_regular_error(path, "a symbolic link", fix, error) from None
+        if e.errno in (errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.ENOTDIR):
+            kind = _kind(os.lstat(path).st_mode) if os.path.lexists(path) else "not a regular file"
+            raise not_regular_error(path, kind, fix, error) from None
+        if e.errno == errno.EROFS:
+            raise _permission_error(path, e) from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise not_regular_error(path, _kind(st.st_mode), fix, error)
+    return fd
+
+
+def read_head(path: str, length: int) -> bytes | None:
+    """The first ``length`` bytes of a regular file, or None if it is absent, unreadable or not a
+    regular file (never blocks, never follows a link: for tools and error messages)."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except (OSError, ChronicleError):
+        return None
+    try:
+        return os.pread(fd, length, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def exists(path: str, *, writing: bool = False) -> bool:
     """True if ``path`` exists, False if not; a QueuePermissionError (not False) if this user
     may not look (``writing``: the message says the caller needs to write there)."""
@@ -289,17 +434,9 @@ def create_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id:
     if os.path.exists(final):
         return False
     tmp = os.path.join(queue_dir, L.segment_temp_name(segment_id, f"{os.getpid()}-{secrets.token_hex(4)}"))
+    fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode=file_mode(), error=CorruptSegmentError)
     try:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except PermissionError as e:
-        raise _permission_error(tmp, e) from None
-    except OSError as e:
-        if e.errno == errno.EROFS:
-            raise _permission_error(tmp, e) from None
-        if e.errno == errno.ENOSPC:
-            raise DiskFullError(errno.ENOSPC, f"no space left to create {tmp}; free disk space") from None
-        raise
-    try:
+        os.fchmod(fd, file_mode())  # whatever the umask: never writable by others
         _reserve(fd, segment_size, final)
         os.pwrite(fd, _SEG_HEADER.pack(L.SEGMENT_MAGIC, L.SEGMENT_VERSION, segment_id, queue_id, segment_size, time.time_ns()), 0)
         if durable:
@@ -309,6 +446,10 @@ def create_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id:
             created = True
         except FileExistsError:
             created = False
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise disk_full(final) from None
+            raise
         if durable and created:
             fsync_dir(queue_dir)
         return created
@@ -323,10 +464,8 @@ def create_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id:
 def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: int, *, writable: bool, prefault: bool = False) -> Mapping:
     """Map an existing segment after checking its size and header (FileNotFoundError if absent)."""
     path = segment_path(queue_dir, segment_id)
-    try:
-        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
-    except PermissionError as e:
-        raise (_permission_error if writable else read_permission_error)(path, e) from None
+    fd = open_regular(path, os.O_RDWR if writable else os.O_RDONLY, error=CorruptSegmentError,
+                      fix="restore the segment from a backup (readers skip a missing segment)")
     try:
         actual = os.fstat(fd).st_size
         if actual != segment_size:
@@ -368,19 +507,11 @@ def segment_header_matches(m: Mapping, segment_id: int, segment_size: int, queue
 def create_queue(queue_dir: str, segment_size: int) -> None:
     """Create the control file and segment 0. The control file appears last, by link, so a
     reader that sees it always finds a complete queue."""
-    try:
-        os.makedirs(queue_dir, exist_ok=True)
-    except PermissionError as e:
-        raise _permission_error(queue_dir, e) from None
-    except OSError as e:
-        if e.errno == errno.EROFS:
-            raise _permission_error(queue_dir, e) from None
-        raise
+    make_dir(queue_dir)
     queue_id = secrets.randbits(62) | 1
     existing = list_segments(queue_dir)
     if existing:  # a creator died before publishing control.cq: adopt its segments, lose nothing
-        with open(segment_path(queue_dir, existing[0]), "rb") as f:
-            head = f.read(_SEG_HEADER.size)
+        head = read_head(segment_path(queue_dir, existing[0]), _SEG_HEADER.size) or b""
         if len(head) == _SEG_HEADER.size:
             magic, version, _sid, qid, size, _c = _SEG_HEADER.unpack(head)
             if magic == L.SEGMENT_MAGIC and version == L.SEGMENT_VERSION and not L.check_segment_size(size):
@@ -395,17 +526,20 @@ def create_queue(queue_dir: str, segment_size: int) -> None:
     struct.pack_into("<qqq", buf, L.CTL_WRITE_SEGMENT_OFFSET, 0, L.SEGMENT_DATA_OFFSET, 0)
     final = control_path(queue_dir)
     tmp = f"{final}.tmp-{os.getpid()}"
+    fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode=file_mode(),
+                      fix="retry (it is a temporary file of a creator that died)")
     try:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except PermissionError as e:
-        raise _permission_error(tmp, e) from None
-    try:
-        os.pwrite(fd, bytes(buf), 0)
-        os.fsync(fd)
+        os.fchmod(fd, file_mode())
         try:
+            os.pwrite(fd, bytes(buf), 0)
+            os.fsync(fd)
             os.link(tmp, final)
         except FileExistsError:
             pass
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise disk_full(final) from None
+            raise
     finally:
         os.close(fd)
         os.unlink(tmp)
@@ -428,17 +562,10 @@ def open_control(queue_dir: str, *, writable: bool) -> tuple[Mapping, ControlInf
     check_queue_dir(queue_dir, creating=False)
     path = control_path(queue_dir)
     try:
-        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDWR if writable else os.O_RDONLY,
+                          fix="restore the queue's control file from a backup, or start a new queue")
     except FileNotFoundError:
         raise QueueNotFoundError(f"no queue at {queue_dir}: {L.CONTROL_FILE_NAME} is missing") from None
-    except PermissionError as e:
-        raise (_permission_error if writable else read_permission_error)(path, e) from None
-    except IsADirectoryError:
-        raise CorruptQueueError(f"{path} is a folder, not a control file; move it aside (this is not a valid queue)") from None
-    except OSError as e:
-        if e.errno == errno.EROFS:
-            raise _permission_error(path, e) from None
-        raise
     try:
         size = os.fstat(fd).st_size
         if size < L.CONTROL_FILE_LENGTH:

@@ -231,6 +231,12 @@ class HotLoop:
         with self._lock:
             if any(r is reader for r in self._readers.values()):
                 raise InvalidArgumentError(f"{reader!r} is already owned by this loop")
+            other = getattr(reader, "_hot_owner", None)
+            if other is not None and other is not self:
+                raise InvalidArgumentError(
+                    f"{reader!r} is already owned by another HotLoop ({other!r}): a reader has one owner at a "
+                    "time; remove_reader() it from that loop first, or open a second reader"
+                )
             if source is not None and any(self._sources[s, L.SRC_SOURCE_ID] == source for s in self._readers):
                 raise InvalidArgumentError(f"source id {source} is already used by another reader of this loop")
             if not self._free:

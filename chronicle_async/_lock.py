@@ -5,7 +5,14 @@ OFD locks belong to an open file description, not to a process, so:
   writer's lock is free the moment its process is gone, nothing to break;
 - closing an unrelated descriptor of the same file does not drop them (unlike
   classic POSIX locks);
-- they can be probed without taking them (``F_OFD_GETLK``).
+- they can be probed without taking them (``F_OFD_GETLK``): probing never takes a lock.
+
+Who may block whom: an OFD read lock needs only a descriptor opened for reading, and it
+blocks another's exclusive lock. So lock-bearing files (``writer.lock``, ``readers/*.pos``)
+get :func:`_files.private_mode` (``0600``, or ``0660`` when the umask grants group write):
+whoever may open them may also write them, and a read-only user can neither open nor lock
+them. Such a user's liveness probe falls back (see :func:`is_locked`). docs/operations.md,
+"Permissions", has the whole picture.
 
 A forked child inherits the descriptor and would keep the lock alive after the
 parent dies, so :func:`os.register_at_fork` closes every held lock's descriptor
@@ -19,7 +26,7 @@ import os
 import struct
 import weakref
 
-from ._errors import CorruptQueueError, QueuePermissionError
+from ._errors import QueuePermissionError
 
 # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
 _FLOCK = struct.Struct("hhxxxxqqixxxx")
@@ -57,17 +64,27 @@ class FileLock:
         _held.add(self)
 
     @classmethod
-    def try_acquire(cls, path: str) -> "FileLock | None":
-        """Take the lock, or return None if another open file description holds it."""
+    def try_acquire(cls, path: str, fix: str = "retry") -> "FileLock | None":
+        """Take the lock, or return None if another open file description holds it.
+
+        The file is opened read-write, never through a symbolic link, and must be a regular file
+        (else a CorruptQueueError naming it; ``fix`` says what to do after moving it aside). A file
+        this user owns is given :func:`_files.private_mode`, so that no read-only user can lock it.
+        """
+        from . import _files as F
+
+        want = F.private_mode()
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except PermissionError as e:
+            fd = F.open_regular(path, os.O_RDWR | os.O_CREAT, mode=want, fix=fix)
+        except QueuePermissionError as e:
             raise QueuePermissionError(
-                f"cannot create or open lock file {path}: {e.strerror}; "
-                "run as a user who may write to the queue directory"
+                f"cannot create or open lock file {path}: {e}; run as a user who may write to the queue directory"
             ) from None
-        except (IsADirectoryError, NotADirectoryError):
-            raise CorruptQueueError(f"{path} is not a regular file; move it aside so the lock can be taken") from None
+        try:
+            _restrict(fd, want)
+        except OSError:
+            os.close(fd)
+            raise
         try:
             fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
         except OSError as e:
@@ -78,7 +95,8 @@ class FileLock:
         return cls(path, fd)
 
     def write_owner(self, extra: str = "") -> None:
-        """Record this process as the owner (for error messages and tools)."""
+        """Record this process as the owner (for error messages and tools), through the locked
+        descriptor (the file it names was checked to be a regular file, not a link)."""
         pid = os.getpid()
         text = f"{pid} {process_start_time(pid) or 0} {extra}\n".encode()
         os.ftruncate(self._fd, 0)
@@ -109,6 +127,14 @@ class FileLock:
             self._fd = -1
 
 
+def _restrict(fd: int, want: int) -> None:
+    """Give a lock file this user owns mode ``want`` if it grants more (an older version made them
+    ``0644``); a file owned by someone else is left as it is."""
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o777 != want:
+        os.fchmod(fd, want)
+
+
 def held_in_this_process(path: str) -> bool:
     """True if a lock held by this very process (a :class:`FileLock` still open) is on ``path``."""
     try:
@@ -124,16 +150,22 @@ def held_in_this_process(path: str) -> bool:
     return False
 
 
-def is_locked(path: str) -> bool:
-    """True if some open file description holds a lock on ``path`` (probe only, takes nothing)."""
+def is_locked(path: str) -> bool | None:
+    """True if some open file description holds a lock on ``path``, False if not or if there is no
+    such file; None if this user may not open it (lock files are private to those who may write
+    them: the caller falls back, see docs/operations.md "Permissions").
+
+    A probe only (``F_OFD_GETLK``): it takes nothing. A path that is a link, FIFO, folder or
+    device is a CorruptQueueError naming it (never opened through, never blocked on).
+    """
+    from . import _files as F
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = F.open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
-    except PermissionError as e:
-        from ._files import read_permission_error
-
-        raise read_permission_error(path, e) from None
+    except QueuePermissionError:
+        return None
     try:
         res = fcntl.fcntl(fd, _F_OFD_GETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0))
         return _FLOCK.unpack(res)[0] != fcntl.F_UNLCK
@@ -143,9 +175,28 @@ def is_locked(path: str) -> bool:
 
 def read_owner(path: str) -> tuple[int, int, str] | None:
     """``(pid, starttime, extra)`` from a lock file, or None if absent or unreadable."""
+    from ._files import read_head
+
+    data = read_head(path, 256)
     try:
-        with open(path, "rb") as f:
-            parts = f.read(256).decode(errors="replace").split(None, 2)
+        parts = (data or b"").decode(errors="replace").split(None, 2)
         return int(parts[0]), int(parts[1]), (parts[2].strip() if len(parts) > 2 else "")
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` exists (any user's; a fallback when a lock cannot be probed)."""
+    return pid > 0 and os.path.exists(f"/proc/{pid}")
+
+
+def writer_lock_held(queue_dir: str, pid: int, state: int) -> bool:
+    """Whether the writer lock of ``queue_dir`` is held: probed with ``F_OFD_GETLK``; for a user who
+    may not open ``writer.lock`` (see docs/operations.md "Permissions"), judged from the control
+    file instead: the writer's state is open and its recorded process ``pid`` exists."""
+    from .hot import layout as L
+
+    held = is_locked(os.path.join(queue_dir, L.WRITER_LOCK_NAME))
+    if held is None:
+        return state == L.WRITER_STATE_OPEN and pid_alive(pid)
+    return held

@@ -40,14 +40,11 @@ class PositionFile:
     @classmethod
     def open(cls, queue_dir: str, name: str, segment_size: int) -> "PositionFile":
         rdir = os.path.join(queue_dir, L.READERS_DIR_NAME)
-        try:
-            os.makedirs(rdir, exist_ok=True)
-        except PermissionError as e:
-            raise F._permission_error(rdir, e) from None
-        except (FileExistsError, NotADirectoryError):
-            raise CorruptQueueError(f"{rdir} is not a folder; move it aside so reader positions can be kept there") from None
+        if os.path.lexists(rdir) and not os.path.isdir(rdir):
+            raise CorruptQueueError(f"{rdir} is not a folder; move it aside so reader positions can be kept there")
+        F.make_dir(rdir)
         path = os.path.join(rdir, name + L.READER_FILE_SUFFIX)
-        lock = FileLock.try_acquire(path)
+        lock = FileLock.try_acquire(path, fix=f"reopen reader {name!r} (it starts afresh: from the earliest data)")
         if lock is None:
             if held_in_this_process(path):
                 raise ReaderLockedError(
@@ -78,7 +75,7 @@ class PositionFile:
                 os.pwrite(fd, _HEADER.pack(L.READER_MAGIC, L.READER_VERSION, os.getpid()), 0)
             except OSError as e:
                 os.unlink(path)  # we hold its lock; leave no broken file behind
-                if e.errno == errno.ENOSPC:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFullError(
                         errno.ENOSPC, f"no space left to create reader file {path}; free disk space and retry"
                     ) from None
@@ -134,9 +131,8 @@ class PositionFile:
 
 def owner_pid(path: str) -> int | None:
     """The pid recorded in a position file's header (the process that last opened it)."""
+    data = F.read_head(path, _HEADER.size)
     try:
-        with open(path, "rb") as f:
-            data = f.read(_HEADER.size)
-        return _HEADER.unpack(data)[2] or None
-    except (OSError, struct.error):
+        return _HEADER.unpack(data or b"")[2] or None
+    except struct.error:
         return None

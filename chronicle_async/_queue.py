@@ -13,13 +13,16 @@ class Queue:
     """Namespace of constructors; a queue is a directory, not an object you keep open."""
 
     @staticmethod
-    def open_publisher(path: str | os.PathLike, config: WriterConfig | None = None) -> QueueWriter:
+    def open_publisher(path: str | os.PathLike, config: WriterConfig | None = None, *, repair: bool = False) -> QueueWriter:
         """Open (creating if needed) the queue at ``path`` for writing. One writer per queue.
 
-        Raises ``WriterLockedError`` if another live process writes it, ``NotAQueueError``
-        if ``path`` is a file or a folder of other things.
+        Opening recovers the tail a crashed writer left (``writer.recovery`` reports what it
+        did). Raises ``WriterLockedError`` if another live process writes it, ``NotAQueueError``
+        if ``path`` is a file or a folder of other things, and ``CorruptRecordError`` if
+        committed data has a damaged record with intact records after it; ``repair=True``
+        then covers the damaged bytes with padding instead (see ``RecoveryReport.holes``).
         """
-        return QueueWriter(path, config)
+        return QueueWriter(path, config, repair=repair)
 
     @staticmethod
     def open_subscriber(

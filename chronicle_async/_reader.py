@@ -20,7 +20,7 @@ from ._errors import (
     QueueClosedError,
 )
 from ._idle import ParkCounts
-from ._lock import is_locked
+from ._lock import writer_lock_held
 from ._status import DisconnectReason, WriterStatus
 from ._sys import asymmetric_fence
 from ._warm import warm_waiters
@@ -413,6 +413,11 @@ class QueueReader:
                 f"seek(seq): seq {int(seq)} is negative; seqs start at 0: pass 0 (or a later seq) to seek "
                 "to the earliest message still on disk"
             )
+        if seq >= 1 << 63:
+            raise InvalidArgumentError(
+                f"seek(seq): seq {int(seq)} does not fit in 64 bits (seqs are below 2**63); pass a seq the "
+                "queue could hold, e.g. the writer's next_seq to go to the tail"
+            )
         found = self._seek(R.SCAN_TO_SEQ, int(seq), 0)
         return found and self._seq_at(self._off) == seq
 
@@ -423,6 +428,11 @@ class QueueReader:
         """
         if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, (int, np.integer)):
             raise ArgumentTypeError(f"seek_timestamp(timestamp_ns) takes an int of ns, not {type(timestamp_ns).__name__}")
+        if not -(1 << 63) <= timestamp_ns < 1 << 63:
+            raise InvalidArgumentError(
+                f"seek_timestamp: timestamp_ns {int(timestamp_ns)} does not fit in 64 bits (timestamps are signed "
+                "64-bit ns since the epoch); pass a time in that range"
+            )
         return self._seek(R.SCAN_TO_TIMESTAMP, int(timestamp_ns), 1)
 
     def _seek(self, mode: int, target: int, key: int) -> bool:
@@ -469,7 +479,8 @@ class QueueReader:
         q = self._ctl_q
         hb = q[L.CTL_HEARTBEAT_NS_OFFSET // 8]
         age = (time.time_ns() - hb) / 1e9 if hb else math.inf
-        held = is_locked(os.path.join(self._path, L.WRITER_LOCK_NAME))
+        held = writer_lock_held(self._path, q[L.CTL_WRITER_PID_OFFSET // 8],
+                                self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4])
         return WriterStatus(
             alive=held and age <= ttl,
             lock_held=held,

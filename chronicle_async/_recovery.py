@@ -1,10 +1,11 @@
 """Crash recovery of a queue's tail, run by a writer at open while it holds the writer lock.
 
-Scans from the start of the hinted head segment, verifies the checksum of the
-last committed record, covers torn or dirty bytes (a crashed writer's
-half-written record) with an end marker and moves to the next segment, gives a
-predecessor left without an end marker (a crash mid-roll) its marker, and sets
-the next seq to the last committed seq + 1. See docs/format.md, "Crash recovery".
+Scans from the start of the hinted head segment and tells a torn tail (the end of what
+was written: covered with an end marker) from a hole in committed data (a damaged record
+with intact records after it: a typed error, or with ``repair`` padding over exactly the
+damaged bytes). Checks the tail record's checksum, seals a predecessor a crash left
+without an end marker, and continues the seqs without ever reusing one that was
+committed. Returns a :class:`RecoveryReport`. See docs/format.md, "Crash recovery".
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import os
 import struct
 import time
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _files as F
+from ._errors import CorruptRecordError
 from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
@@ -33,79 +36,197 @@ _IDX_NEXT_SEQ = L.CTL_NEXT_SEQ_OFFSET // 8
 _IDX_WRITE_SEGMENT = L.CTL_WRITE_SEGMENT_OFFSET // 8
 
 
-def write_end_marker(m: F.Mapping, off: int, seq: int) -> None:
-    """Commit a padding record in segment mapping ``m`` from ``off`` to the end of the segment.
+def write_padding(m: F.Mapping, off: int, end: int, seq: int) -> None:
+    """Commit a padding record in segment mapping ``m`` covering bytes ``[off, end)``.
 
     Header first, commit word last (a release store), as for every record; ``seq`` is
-    the next seq, which the marker does not consume.
+    the next seq, which padding does not consume. Readers skip it; reaching the end of
+    the segment, it is the end marker.
     """
-    n = m.length - off - _HDR
+    n = end - off - _HDR
     _BODY.pack_into(m.mv, off + _BODY_OFFSET, L.PADDING_TYPE_ID, seq, time.time_ns(), n, 0)
     F.commit_view(m)[off >> 2] = n + 1
 
 
-def recover(w: "QueueWriter") -> None:
+def write_end_marker(m: F.Mapping, off: int, seq: int) -> None:
+    """Commit the end marker of segment mapping ``m`` at ``off`` (padding to the end of the segment)."""
+    write_padding(m, off, m.length, seq)
+
+
+@dataclass(frozen=True)
+class Hole:
+    """Damaged committed data that a repair covered with padding: bytes ``[offset, next_offset)``
+    of ``segment``; seqs ``seq .. next_seq - 1`` are lost (readers see the gap)."""
+
+    segment: int
+    offset: int
+    next_offset: int
+    seq: int
+    next_seq: int
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What the recovery at ``open_publisher`` found and did (``QueueWriter.recovery``).
+
+    ``torn_tail``: ``(segment, offset)`` where a crashed writer's torn or half-written tail was
+    covered with an end marker, or None. ``skipped_seq``: the seq of a committed tail record
+    that failed its checksum and was covered; it is never given to another message. ``sealed``:
+    ``(segment, offset)`` of an end marker added to a segment a crash left without one.
+    ``holes``: damaged data inside committed data, covered only with ``repair=True`` (without
+    it, recovery raises :class:`CorruptRecordError` and changes nothing). ``next_seq``: where
+    the writer continues.
+    """
+
+    next_seq: int
+    torn_tail: tuple[int, int] | None = None
+    skipped_seq: int | None = None
+    sealed: tuple[int, int] | None = None
+    holes: tuple[Hole, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """True if recovery changed nothing."""
+        return self.torn_tail is None and self.sealed is None and not self.holes
+
+
+def recover(w: "QueueWriter", repair: bool = False) -> RecoveryReport:
     """Find the tail after any previous writer, clean or crashed, and continue after it.
 
-    Scans from the start of the hinted head segment, verifies the checksum of
-    the last committed record, and if anything past the tail is torn or dirty
-    (a crashed writer's half-written record), covers it with an end marker and
-    moves to the next segment. The next seq is the last committed seq + 1.
+    A torn tail exists only at the very end of what was written. So where the scan stops
+    (a zero commit word or a malformed record), recovery first looks for intact committed
+    data beyond that point: if there is some, the stop is a hole in committed data, not a
+    tail, and recovery raises :class:`CorruptRecordError` (or, with ``repair``, covers the
+    hole with padding and goes on). Only a stop with nothing intact after it is a tail: a
+    torn or half-written tail record is covered with an end marker. The next seq never goes
+    below a seq that was committed (so readers never see one seq twice). See docs/format.md,
+    "Crash recovery".
     """
     q = w._ctl.q
     d = w._path
     clean = w._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] == L.WRITER_STATE_CLOSED
-    seq_hint = q[_IDX_NEXT_SEQ]
+    seq_hint = int(q[_IDX_NEXT_SEQ])
     ids = F.list_segments(d)
     seg_id = q[_IDX_WRITE_SEGMENT]
     if seg_id not in ids:
         older = [i for i in ids if i <= seg_id]
         seg_id = older[-1] if older else (ids[-1] if ids else seg_id)
         F.create_segment(d, seg_id, w._segment_size, w._queue_id)
-    _seal_predecessor(w, seg_id)
-    last_seq = -1
+    holes: list[Hole] = []
+    sealed = _seal_predecessor(w, seg_id, seq_hint, repair, holes)
+    last_seq = -1  # the last user record passed, over every segment scanned
+    w._map_segment(seg_id)
+    off, last_off = L.SEGMENT_DATA_OFFSET, -1  # last_off: the last user record in this segment
     while True:
-        w._map_segment(seg_id)
-        st, off, lseq, loff, _count = R.scan(w._seg.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+        st, off, lseq, loff, _count = R.scan(w._seg.arr, off, R.SCAN_TO_TAIL, 0)
         if lseq >= 0:
-            last_seq = lseq
-        if st != S.END_OF_SEGMENT:
+            last_seq, last_off = lseq, loff
+        if st == S.END_OF_SEGMENT:
+            seg_id += 1
+            F.create_segment(d, seg_id, w._segment_size, w._queue_id)
+            w._map_segment(seg_id)
+            off, last_off = L.SEGMENT_DATA_OFFSET, -1
+            continue
+        before = last_seq if last_seq >= 0 else _last_seq_before(w, seg_id, -1)
+        hole = _hole_at(w, w._seg, seg_id, off, before + 1, seq_hint, repair)
+        if hole is None:
             break
-        seg_id += 1
-        F.create_segment(d, seg_id, w._segment_size, w._queue_id)
-    torn = st == S.CORRUPT
-    next_seq = None if last_seq < 0 else last_seq + 1
-    if loff >= 0 and not _checksum_ok(w, loff):
-        log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it", w._seg.path, lseq, loff)
-        torn, off, next_seq = True, loff, lseq  # the torn record's seq is reused
+        holes.append(hole)  # covered with padding: scan on from the same offset, over it
+    torn = st == S.CORRUPT  # a malformed record with nothing intact after it: a torn tail
+    skipped = None
+    if last_off >= 0 and not _checksum_ok(w, last_off):
+        log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it (its seq is not reused)",
+                    w._seg.path, last_seq, last_off)
+        torn, off, skipped = True, last_off, last_seq
+    torn_tail = None
     if torn or (not clean and R.any_nonzero(w._seg.arr, off)):
         log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", w._seg.path, off)
-        write_end_marker(w._seg, off, next_seq if next_seq is not None else 0)
+        torn_tail = (seg_id, off)
+        nxt = last_seq + 1 if last_seq >= 0 else max(seq_hint, 0)
+        write_end_marker(w._seg, off, nxt)
         seg_id += 1
         F.create_segment(d, seg_id, w._segment_size, w._queue_id)
         w._map_segment(seg_id)
         off = L.SEGMENT_DATA_OFFSET
-    if next_seq is None:
-        next_seq = _last_seq_before(w, seg_id, seq_hint) + 1
+    if last_seq < 0:
+        last_seq = _last_seq_before(w, seg_id, seq_hint - 1)
+    next_seq = _never_below_committed(last_seq + 1, seq_hint, w._segment_size)
     q[_IDX_WRITE_SEGMENT] = seg_id
     q[_IDX_WRITE_OFFSET] = off
     q[_IDX_NEXT_SEQ] = next_seq
+    return RecoveryReport(next_seq, torn_tail, skipped, sealed, tuple(holes))
 
-def _seal_predecessor(w: "QueueWriter", seg_id: int) -> None:
-    """Give segment ``seg_id - 1`` an end marker if a crash left it without one."""
+
+def _never_below_committed(scanned_next: int, seq_hint: int, segment_size: int) -> int:
+    """The next seq: after the last record on disk, and never below the control file's ``next_seq``.
+
+    The writer stores ``next_seq`` in the control file after every commit, so a seq below it may
+    have been delivered (for instance a tail record that the power cut then lost). The hint is
+    trusted only within a segment's worth of records of the scan, so a damaged control file
+    cannot make seqs jump by an absurd amount.
+    """
+    if scanned_next < seq_hint <= scanned_next + segment_size // L.RECORD_ALIGNMENT:
+        return seq_hint
+    return scanned_next
+
+
+def _hole_at(w: "QueueWriter", m: F.Mapping, seg_id: int, off: int, seq: int, seq_hint: int,
+             repair: bool) -> Hole | None:
+    """If committed data lies beyond the stop at ``off`` (where ``seq`` was expected), the stop is
+    a hole: raise :class:`CorruptRecordError`, or with ``repair`` cover it and return it.
+    None if nothing intact follows (a tail)."""
+    max_seq = max(seq_hint, seq) + w._segment_size // L.RECORD_ALIGNMENT
+    nxt_off, nxt_seq = R.find_intact(m.arr, off + L.RECORD_ALIGNMENT, max(seq, 0), max_seq)
+    if nxt_off < 0:
+        return None
+    where = f"segment {seg_id} of {w._path} ({m.path})"
+    if not repair:
+        raise CorruptRecordError(
+            f"{where}: the record at offset {off} (seq {seq} expected there) is damaged or zeroed, yet intact "
+            f"records follow from offset {nxt_off} (seq {nxt_seq}): this is corruption, not a torn tail, and "
+            f"nothing was changed. Restore the file from a copy, or open with Queue.open_publisher(path, "
+            f"repair=True) to cover bytes {off}..{nxt_off} with padding (seqs {seq}..{nxt_seq - 1} are then lost)",
+            seg_id, off, seq, nxt_off, nxt_seq,
+        )
+    log.warning("%s: repair: covering damaged bytes %d..%d with padding; seqs %d..%d are lost, the records after "
+                "are kept", where, off, nxt_off, seq, nxt_seq - 1)
+    write_padding(m, off, nxt_off, seq)
+    return Hole(seg_id, off, nxt_off, seq, nxt_seq)
+
+
+def _seal_predecessor(w: "QueueWriter", seg_id: int, seq_hint: int, repair: bool,
+                      holes: list[Hole]) -> tuple[int, int] | None:
+    """Give segment ``seg_id - 1`` an end marker if a crash during a roll left it without one.
+
+    The scan of it stopping early is a crash mid-roll only if nothing intact lies beyond the
+    stop; otherwise it is a hole (see :func:`_hole_at`). Returns where a marker was added.
+    """
     prev = seg_id - 1
     if prev < 0 or not os.path.exists(F.segment_path(w._path, prev)):
-        return
+        return None
     m = F.open_segment(w._path, prev, w._segment_size, w._queue_id, writable=True)
     try:
-        st, off, lseq, _lo, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
-        if st != S.END_OF_SEGMENT:
-            log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", w._path, prev, off)
-            write_end_marker(m, off, max(lseq + 1, 0))
+        off, last = L.SEGMENT_DATA_OFFSET, -1
+        while True:
+            st, off, lseq, _lo, _n = R.scan(m.arr, off, R.SCAN_TO_TAIL, 0)
+            if lseq >= 0:
+                last = lseq
+            if st == S.END_OF_SEGMENT:
+                return None
+            before = last if last >= 0 else _last_seq_before(w, prev, -1)
+            hole = _hole_at(w, m, prev, off, before + 1, seq_hint, repair)
+            if hole is None:
+                break
+            holes.append(hole)
+        log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", w._path, prev, off)
+        write_end_marker(m, off, max(last + 1, 0))
+        return (prev, off)
     finally:
         m.close()
 
-def _last_seq_before(w: "QueueWriter", seg_id: int, seq_hint: int) -> int:
+
+def _last_seq_before(w: "QueueWriter", seg_id: int, fallback: int) -> int:
+    """The last seq in the newest segment before ``seg_id`` that has a user record; ``fallback`` if none."""
     for sid in reversed([i for i in F.list_segments(w._path) if i < seg_id]):
         try:
             m = F.open_segment(w._path, sid, w._segment_size, w._queue_id, writable=False)
@@ -117,7 +238,8 @@ def _last_seq_before(w: "QueueWriter", seg_id: int, seq_hint: int) -> int:
             m.close()
         if lseq >= 0:
             return lseq
-    return seq_hint - 1
+    return fallback
+
 
 def _checksum_ok(w: "QueueWriter", off: int) -> bool:
     mv = w._seg.mv

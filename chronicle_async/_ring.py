@@ -61,7 +61,7 @@ class SpscRing:
         if os.path.lexists(p):
             raise InvalidArgumentError(f"ring file {p} already exists: open it with SpscRing.open(), or remove it")
         tmp = f"{p}.tmp-{os.getpid()}-{id(length)}"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             os.posix_fallocate(fd, 0, length)
             mm = mmap.mmap(fd, length, flags=mmap.MAP_SHARED)
@@ -80,12 +80,12 @@ class SpscRing:
     def open(cls, path: str | os.PathLike) -> "SpscRing":
         """Map an existing ring file made by :meth:`create`."""
         p = A.check_path(path)
-        try:
-            fd = os.open(p, os.O_RDWR)
+        from . import _files as F
+
+        try:  # never through a symbolic link, never blocking on a FIFO; regular files only
+            fd = F.open_regular(p, os.O_RDWR, fix="create the ring with SpscRing.create()")
         except FileNotFoundError:
             raise QueueNotFoundError(f"ring file {p} does not exist: create it with SpscRing.create()") from None
-        except IsADirectoryError:
-            raise InvalidArgumentError(f"{p} is a folder, not a ring file") from None
         try:
             size = os.fstat(fd).st_size
             if size < L.RING_SLOTS_OFFSET:

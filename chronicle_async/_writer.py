@@ -25,7 +25,7 @@ from ._errors import (
     WriterLockedError,
 )
 from ._housekeeping import Housekeeper
-from ._recovery import recover, write_end_marker
+from ._recovery import RecoveryReport, recover, write_end_marker
 from ._lock import FileLock, read_owner
 from ._sys import TSO, asymmetric_fence_register
 from ._warm import warm_writer
@@ -99,13 +99,17 @@ class QueueWriter:
     configured, flushes and applies the retention caps.)
     """
 
-    def __init__(self, path: str | os.PathLike, config: WriterConfig | None = None):
+    def __init__(self, path: str | os.PathLike, config: WriterConfig | None = None, *, repair: bool = False):
         if config is None:
             config = WriterConfig()
         if not isinstance(config, WriterConfig):
             raise ArgumentTypeError(f"config must be a WriterConfig, not {type(config).__name__}")
         self._path = A.check_path(path)
         self._config = config
+        if not isinstance(repair, bool):
+            raise ArgumentTypeError(f"repair must be True or False, not {type(repair).__name__}")
+        self._repair = repair
+        self._recovery: RecoveryReport | None = None
         self._closed = True
         self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED
         self._lock: FileLock | None = None
@@ -138,12 +142,9 @@ class QueueWriter:
     def _open(self) -> None:
         d = self._path
         F.check_queue_dir(d, creating=True)
-        try:
-            os.makedirs(d, exist_ok=True)
-        except PermissionError as e:
-            raise F._permission_error(d, e) from None
+        F.make_dir(d)  # a folder made here is never writable by others, whatever the umask
         lock_path = os.path.join(d, L.WRITER_LOCK_NAME)
-        self._lock = FileLock.try_acquire(lock_path)
+        self._lock = FileLock.try_acquire(lock_path, fix="open the publisher again (the lock file is recreated)")
         if self._lock is None:
             owner = read_owner(lock_path)
             pid = owner[0] if owner else None
@@ -181,7 +182,13 @@ class QueueWriter:
         self._housekeeper.start()
 
     def _recover(self) -> None:
-        recover(self)
+        self._recovery = recover(self, self._repair)
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What recovery found and did when this writer opened (:class:`RecoveryReport`)."""
+        assert self._recovery is not None
+        return self._recovery
 
     def _map_segment(self, seg_id: int) -> None:
         m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
@@ -251,6 +258,10 @@ class QueueWriter:
         objects. ``type_ids`` and ``timestamps_ns`` are scalars or per-message
         arrays; the default timestamp is CLOCK_REALTIME at the call, for all.
         Messages are committed in order; one wake covers the batch.
+
+        The whole batch is validated before any message is written: a bad argument or a too
+        large payload appends nothing. A failure part-way (the disk filled at a roll) says how
+        many went in: every error raised here carries ``appended`` (0 when nothing was).
         """
         data, offsets = self._batch_layout(payloads)
         count = len(offsets) - 1
@@ -258,27 +269,16 @@ class QueueWriter:
             return self._ctl_q[_IDX_NEXT_SEQ]
         tids = A.per_message(type_ids, count, "type_ids")
         if tids.size and (tids.min() < 0 or tids.max() > L.MAX_TYPE_ID):
-            raise InvalidArgumentError(f"append_batch: type_ids must be in 0..{L.MAX_TYPE_ID}")
+            raise InvalidArgumentError(f"append_batch: type_ids must be in 0..{L.MAX_TYPE_ID}; nothing was appended")
         tids = tids.astype(np.int32)
         tss = A.per_message(time.time_ns() if timestamps_ns is None else timestamps_ns, count, "timestamps_ns")
+        self._check_batch_sizes(offsets)
         first = self._ctl_q[_IDX_NEXT_SEQ]
         start = 0
         while start < count:
             done = K.append_batch(self._seg.arr, self._ctl_arr, tids, data, offsets, tss, start)
             if done < 0:
-                bad = start
-                if done == S.PAYLOAD_TOO_LARGE:
-                    raise PayloadTooLargeError(
-                        f"message {bad} of the batch is {offsets[bad + 1] - offsets[bad]} bytes; queue {self._path} "
-                        f"takes at most {self._max_payload} bytes per message (its segment_size is {self._segment_size}); "
-                        f"messages 0..{bad - 1} were appended"
-                    )
-                if done == S.STALE_HANDLE:
-                    raise QueueClosedError(f"the writer of {self._path} lost its head segment mapping")
-                raise InvalidArgumentError(
-                    f"message {bad} of the batch has type_id {tids[bad]} outside 0..{L.MAX_TYPE_ID}; "
-                    f"messages 0..{bad - 1} were appended"
-                )
+                raise self._batch_failure(done, start, first, offsets, tids)
             start += done
             if start < count:
                 try:
@@ -293,9 +293,46 @@ class QueueWriter:
                     raise err from None
         return first
 
+    def _check_batch_sizes(self, offsets: np.ndarray) -> None:
+        """PayloadTooLargeError (``appended`` 0) if any message of a batch exceeds ``max_payload``."""
+        lengths = np.diff(offsets)
+        if lengths.size and lengths.max() > self._max_payload:
+            self._check_open()
+            bad = int(np.argmax(lengths > self._max_payload))
+            err = PayloadTooLargeError(
+                f"append_batch: message {bad} of the batch is {int(lengths[bad])} bytes; queue {self._path} "
+                f"takes at most {self._max_payload} bytes per message (its segment_size is {self._segment_size}); "
+                "nothing of the batch was appended: split that message, or create the queue with a larger "
+                "WriterConfig(segment_size=...)"
+            )
+            err.appended = 0  # type: ignore[attr-defined]
+            raise err
+
+    def _batch_failure(self, status: int, start: int, first: int, offsets: np.ndarray, tids: np.ndarray) -> ChronicleError:
+        """The typed error for a kernel status part-way through a batch, with ``appended`` = ``start``."""
+        done = (f"messages 0..{start - 1} of this batch were appended (seqs {first}..{first + start - 1})"
+                if start else "nothing of the batch was appended")
+        if status == S.PAYLOAD_TOO_LARGE:
+            err: ChronicleError = PayloadTooLargeError(
+                f"message {start} of the batch is {offsets[start + 1] - offsets[start]} bytes; queue {self._path} "
+                f"takes at most {self._max_payload} bytes per message; {done}"
+            )
+        elif status == S.STALE_HANDLE:
+            err = QueueClosedError(f"the writer of {self._path} lost its head segment mapping; {done}")
+        else:
+            err = InvalidArgumentError(f"message {start} of the batch has type_id {tids[start]} outside "
+                                       f"0..{L.MAX_TYPE_ID}; {done}")
+        err.appended = start  # type: ignore[attr-defined]
+        return err
+
     @staticmethod
     def _batch_layout(payloads: Any) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(payloads, np.ndarray):
+            if payloads.dtype.hasobject:
+                raise ArgumentTypeError(
+                    f"append_batch: payloads is a numpy array of {payloads.dtype} (Python objects): its bytes would be "
+                    "memory addresses; pass plain data (numbers, bytes) or serialise the objects first"
+                )
             if payloads.dtype.names is not None and payloads.ndim == 1:
                 arr = np.ascontiguousarray(payloads)
                 size = arr.dtype.itemsize
@@ -451,8 +488,11 @@ class QueueWriter:
             return
         for path in self._unsynced:  # segments finished since the last flush
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = F.open_regular(path, os.O_RDONLY)
             except FileNotFoundError:  # deleted by retention meanwhile: nothing to keep
+                continue
+            except ChronicleError as e:  # replaced by something else meanwhile: not ours to sync
+                log.warning("flush of %s skipped: %s", path, e)
                 continue
             try:
                 os.fdatasync(fd)

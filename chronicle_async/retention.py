@@ -13,25 +13,24 @@ Safe to run beside a live writer and live readers, from any process:
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
 
 from . import _files as F
+from ._errors import ChronicleError, CorruptQueueError
 from ._lock import is_locked
 from .hot import layout as L
 
 _SLOT = struct.Struct(L.READER_SLOT_FORMAT)
+log = logging.getLogger("chronicle_async")
 
 
 def read_reader_position(path: str) -> tuple[int, int, int, int, int] | None:
     """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of a reader file's newest valid slot."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(L.READER_FILE_LENGTH)
-    except OSError:
-        return None
-    return best_slot(data)
+    data = F.read_head(path, L.READER_FILE_LENGTH)  # never through a link, never blocking on a FIFO
+    return None if data is None else best_slot(data)
 
 
 def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
@@ -48,23 +47,62 @@ def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None
     return None if best is None else best[1:]
 
 
-def live_reader_segments(queue_dir: str) -> dict[str, int]:
-    """Committed segment of every live named reader (lock held), by name."""
-    out: dict[str, int] = {}
+def reader_files(queue_dir: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of each regular ``readers/*.pos`` file, sorted by name. Anything else under
+    that name (a link, FIFO, folder, socket, device) is skipped with a warning naming it: a scan
+    never opens or blocks on it."""
     rdir = os.path.join(queue_dir, L.READERS_DIR_NAME)
+    out = []
     try:
-        names = os.listdir(rdir)
+        it = os.scandir(rdir)
     except FileNotFoundError:
         return out
-    for name in names:
-        if not name.endswith(L.READER_FILE_SUFFIX):
+    except NotADirectoryError:
+        raise CorruptQueueError(
+            f"{rdir} is not a folder: reader positions cannot be found, so retention cannot tell what live "
+            f"readers still need; move it aside (mv {rdir} {rdir}.bad)"
+        ) from None
+    with it:
+        for entry in it:
+            if not entry.name.endswith(L.READER_FILE_SUFFIX):
+                continue
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                regular = False
+            if not regular:
+                log.warning("%s is not a regular file; ignored (move it aside: mv %s %s.bad)",
+                            entry.path, entry.path, entry.path)
+                continue
+            out.append((entry.name[: -len(L.READER_FILE_SUFFIX)], entry.path))
+    out.sort()
+    return out
+
+
+def live_reader_segments(queue_dir: str) -> dict[str, int]:
+    """Committed segment of every live named reader (lock held), by name.
+
+    A position file this user may not open (another user's, see docs/operations.md
+    "Permissions") counts as live at an unknown position: it holds back every segment.
+    """
+    out: dict[str, int] = {}
+    for name, path in reader_files(queue_dir):
+        try:
+            live = is_locked(path)
+        except ChronicleError as e:  # replaced by a non-regular file since the scan
+            log.warning("%s", e)
             continue
-        path = os.path.join(rdir, name)
-        if not is_locked(path):
+        if live is None:
+            log.warning("cannot probe reader file %s (not readable by uid %d): counted as live, holding every "
+                        "segment; run retention as the reader's user, or let the group read and write it",
+                        path, os.geteuid())
+            out[name] = -1
+            continue
+        if not live:
             continue
         pos = read_reader_position(path)
         # a live reader that never committed still needs everything from the oldest segment
-        out[name[: -len(L.READER_FILE_SUFFIX)]] = pos[0] if pos else -1
+        out[name] = pos[0] if pos else -1
     return out
 
 

@@ -157,13 +157,14 @@ def test_read_only_commands_work_with_read_access_alone(as_nobody, root_owned_di
     assert "seq 0 .. 4 (about 5 messages)" in p.stdout and "1 named (0 live)" in p.stdout
     p = as_nobody("readers", q)
     assert p.returncode == 0, p.stderr
-    assert "risk" in p.stdout and "dead" in p.stdout
+    assert "risk" in p.stdout and "unknown" in p.stdout  # its .pos is private to its writers: no probe
     p = as_nobody("tail", q, "-n", 2)
     assert p.returncode == 0, p.stderr
     assert [line.split()[0] for line in p.stdout.splitlines()] == ["3", "4"]
-    p = as_nobody("tail", q, "--name", "risk")  # from its committed position, reading the file only
-    assert p.returncode == 0, p.stderr
-    assert [line.split()[0] for line in p.stdout.splitlines()] == ["1", "2", "3", "4"]
+    pos = q / L.READERS_DIR_NAME / ("risk" + L.READER_FILE_SUFFIX)
+    p = as_nobody("tail", q, "--name", "risk")  # its position file is private (mode 600): say so, read nothing
+    assert p.returncode == 1 and p.stderr.startswith(f"chronicle: QueuePermissionError: cannot read {pos}"), p.stderr
+    assert "--from" in p.stderr and "Permissions" in p.stderr
     p = as_nobody("monitor", root_owned_dir, "--once")
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 < 60

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import layout as L
 from . import status
 from ._jit import kernel
+from .checksum import copy_and_adler32_at
 from .atomics import (
     address_of,
     load_acquire_i32,
@@ -163,3 +164,34 @@ def any_nonzero(seg, start):
             return True
         i += 1
     return False
+
+
+@kernel
+def find_intact(seg, start, min_seq, max_seq):
+    """The first committed, intact record at or after ``start`` (at record alignment): recovery's
+    test for "is there committed data beyond this damaged or zero slot?".
+
+    A candidate is a well-formed committed record whose seq lies in ``[min_seq, max_seq)``: a
+    user record whose payload matches its Adler-32, or an end marker (padding reaching the end
+    of the segment). Returns ``(offset, seq)``, or ``(-1, -1)`` if there is none: then the slot at
+    ``start - alignment`` was a torn tail, not a hole in committed data.
+    """
+    base = address_of(seg, 0)
+    size = seg.shape[0]
+    off = (start + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
+    while off + L.RECORD_HEADER_LENGTH <= size:
+        c = load_acquire_i32_at(base + off)
+        if c > 0:
+            rec = check_record(base, size, off, c)
+            if rec > 0:
+                t = load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET)
+                seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
+                if min_seq <= seq < max_seq:
+                    if t == L.PADDING_TYPE_ID and off + rec == size:
+                        return off, seq
+                    if t >= 0 and off + rec <= size - L.RECORD_ALIGNMENT:
+                        want = load_plain_i32_at(base + off + L.REC_CHECKSUM_OFFSET) & 0xFFFFFFFF
+                        if copy_and_adler32_at(0, base + off + L.RECORD_HEADER_LENGTH, c - 1, False) == want:
+                            return off, seq
+        off += L.RECORD_ALIGNMENT
+    return -1, -1

@@ -23,6 +23,7 @@ import pytest
 from chronicle_async import (
     ArgumentTypeError,
     ControlPlane,
+    CorruptQueueError,
     HotLoop,
     InvalidArgumentError,
     Queue,
@@ -234,7 +235,7 @@ async def test_a_failing_retention_pass_is_reported_retried_and_works_once_the_f
             for f in plane.failures:
                 assert isinstance(f, WorkerFailure)
                 assert f.worker == f"retention:{w.path}"  # names the queue whose pass failed
-                assert isinstance(f.error, NotADirectoryError)
+                assert isinstance(f.error, CorruptQueueError) and "readers is not a folder" in str(f.error)
                 assert f.restart_in == pytest.approx(0.02)  # tried again at the next pass
                 assert abs(f.time - time.time()) < 60
             first = plane.failures[:4]

@@ -7,13 +7,14 @@ damages the head segment through the file, at offsets computed only from
 - ``garbage``: a half-written record at the tail (commit word 0, other header fields and
   payload bytes non-zero), as a writer killed mid-append leaves;
 - ``checksum``: payload bytes of the last committed record flipped (its commit word intact),
-  as a power loss can leave; recovery must drop that record (N-1 good messages);
+  as a power loss can leave; recovery must drop that record (N-1 good messages) and never give
+  its seq to another message (a reader may have seen it): the next message is seq N;
 - ``both``: the two at once;
 - ``malformed``: a committed-looking record at the tail whose length disagrees with its
   commit word.
 
 Reopening the writer must cover the damage with an end marker, continue the seqs right after
-the last good message, and readers (one started afterwards in another process, and for the
+the last committed record (good or dropped), and readers (one started afterwards in another process, and for the
 ``garbage`` crash one live across the recovery) must see exactly the good messages and the new
 ones. (Before recovery a reader would, by design, deliver a record failing its checksum, and
 report ``malformed`` as CorruptSegmentError: readers do not verify checksums.)
@@ -111,7 +112,7 @@ def test_recovery_covers_torn_tail_of_killed_writer(spawn, queue_dir, kind, n, r
         assert head >= 3, "the tail should sit several rolls in"
     cover = damage(os.path.join(path, L.segment_file_name(head)), kind, n)
     good = n - 1 if kind in ("checksum", "both") else n
-    check_recovery(spawn, path, head, cover, good, live_reader=kind == "garbage")
+    check_recovery(spawn, path, head, cover, good, live_reader=kind == "garbage", skipped=n - good)
 
 
 @pytest.mark.timeout(120)
@@ -123,7 +124,7 @@ def test_recovery_drops_tail_record_failing_its_checksum_after_clean_close(spawn
     assert read_control_i32_state(path) == L.WRITER_STATE_CLOSED
     head = segment_ids(path)[-1]
     cover = damage(os.path.join(path, L.segment_file_name(head)), "checksum", n)
-    check_recovery(spawn, path, head, cover, n - 1, live_reader=False)
+    check_recovery(spawn, path, head, cover, n - 1, live_reader=False, skipped=1)
 
 
 def read_control_i32_state(path: str) -> int:
@@ -132,7 +133,9 @@ def read_control_i32_state(path: str) -> int:
         return struct.unpack("<I", f.read(4))[0]
 
 
-def check_recovery(spawn, path: str, head: int, cover: int, good: int, live_reader: bool) -> None:
+def check_recovery(spawn, path: str, head: int, cover: int, good: int, live_reader: bool, skipped: int = 0) -> None:
+    """``good`` messages survive; ``skipped`` committed-but-torn seqs after them are never reused."""
+    nxt = good + skipped
     live = None
     if live_reader:
         # A reader that read every good message and waits at the torn tail while recovery runs.
@@ -145,21 +148,22 @@ def check_recovery(spawn, path: str, head: int, cover: int, good: int, live_read
     try:
         with Queue.open_publisher(path) as w:
             assert w.epoch == 2
-            assert w.next_seq == good, f"recovery continues at seq {w.next_seq}, expected {good}"
+            assert w.next_seq == nxt, f"recovery continues at seq {w.next_seq}, expected {nxt}"
+            assert w.recovery.skipped_seq == (good if skipped else None)
             assert w.segment_id == head + 1, "the torn segment must be ended and left"
             with open(os.path.join(path, L.segment_file_name(head)), "rb") as f:
                 f.seek(cover)
                 commit, type_id, seq, _ts, length, _ck = _REC.unpack(f.read(L.RECORD_HEADER_LENGTH))
             assert type_id == L.PADDING_TYPE_ID and commit == length + 1, "torn bytes not covered by padding"
             assert cover + L.record_length(length) == SEGMENT_SIZE, "the padding must end the segment"
-            assert seq == good  # an end marker's seq is the next seq
-            for seq in range(good, good + NEW):
+            assert seq == nxt  # an end marker's seq is the next seq
+            for seq in range(nxt, nxt + NEW):
                 tid, data = expected(seq, MAX_SIZE)
                 assert w.append(tid, data) == seq
             assert w.segment_id > head + 1  # rolled again after recovery
-        assert read_control_i64(path, L.CTL_NEXT_SEQ_OFFSET) == good + NEW
+        assert read_control_i64(path, L.CTL_NEXT_SEQ_OFFSET) == nxt + NEW
         if live is not None:
-            for seq in range(good, good + NEW):
+            for seq in range(nxt, nxt + NEW):
                 m = live.next()
                 assert m is not None, f"live reader: seq {seq} missing after recovery"
                 assert check_message(m, seq, MAX_SIZE) is None, check_message(m, seq, MAX_SIZE)
@@ -167,6 +171,14 @@ def check_recovery(spawn, path: str, head: int, cover: int, good: int, live_read
     finally:
         if live is not None:
             live.close()
+    if skipped:  # a gap of seqs: read it here, every byte checked
+        with Queue.open_subscriber(path, None, "earliest") as r:
+            got = []
+            for m in r:
+                assert check_message(m, m.seq, MAX_SIZE) is None, check_message(m, m.seq, MAX_SIZE)
+                got.append(m.seq)
+        assert got == list(range(good)) + list(range(nxt, nxt + NEW))
+        return
     # A fresh reader in another process: exactly seqs 0..good+NEW-1, every byte right, nothing else.
     reader = spawn("reader", path=path, name=None, max_size=MAX_SIZE, count=good + NEW, start="earliest", deadline=60.0)
     assert reader.result(timeout=90)["count"] == good + NEW

@@ -59,7 +59,7 @@ def queues(tmp_path, spawn):
 def _assert_woken_not_sliced(counts: ParkCounts, what: str) -> None:
     assert counts.missed == 0, f"{what}: {counts.missed} parks ran out their slice while data was there: {counts}"
     assert counts.slice == 0, f"{what}: a park ran out a whole slice while the writer wrote every 0.45 ms: {counts}"
-    assert counts.woken + counts.moved >= COUNT // 10, f"{what}: too few parks were woken to test anything: {counts}"
+    assert counts.woken + counts.moved >= COUNT // 20, f"{what}: too few parks were woken to test anything: {counts}"
 
 
 def _finish(writer) -> None:
@@ -159,7 +159,7 @@ def _count(state, ctx, source, type_id, seq, timestamp_ns, payload):
     return 0
 
 
-@pytest.mark.parametrize("idle", [Park(), Backoff(spins=100, yields=2)], ids=["Park", "Backoff"])
+@pytest.mark.parametrize("idle", [Park(), Backoff(spins=10, yields=0)], ids=["Park", "Backoff"])
 def test_hot_loop_parks_end_at_a_wake(queues, idle):
     paths, go = queues
     state = np.zeros((2, 2), np.int64)

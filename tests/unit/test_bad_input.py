@@ -263,13 +263,14 @@ def test_a_payload_larger_than_max_payload_is_rejected_and_the_writer_goes_on(qu
         assert [(m.seq, len(m.payload)) for m in r] == [(0, 6), (1, w.max_payload), (2, 5)]
 
 
-def test_a_batch_with_a_too_large_message_appends_the_ones_before_it(queue_dir):
+def test_a_batch_with_a_too_large_message_appends_nothing_and_says_so(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         with pytest.raises(ca.PayloadTooLargeError) as ei:
             w.append_batch([b"a", b"b", b"x" * (w.max_payload + 1), b"d"])
-        assert str(w.max_payload) in str(ei.value)
-        assert [bytes(m.payload) for m in r] == [b"a", b"b"]
-        assert w.append(0, b"next") == 2
+        assert str(w.max_payload) in str(ei.value) and "message 2" in str(ei.value)
+        assert ei.value.appended == 0 and "nothing of the batch was appended" in str(ei.value)
+        assert [bytes(m.payload) for m in r] == []
+        assert w.append(0, b"next") == 0
 
 
 # -- wrong arguments to append ----------------------------------------------------------------
@@ -882,9 +883,10 @@ def test_a_tail_record_failing_its_checksum_is_covered_and_readers_go_on(queue_d
     tail_payload = L.SEGMENT_DATA_OFFSET + 2 * L.record_length(4) + L.RECORD_HEADER_LENGTH
     patch(queue_dir / L.segment_file_name(0), tail_payload, "<B", ord("X"))  # bit rot in the last record
     with Queue.open_publisher(queue_dir, TINY) as w:
-        assert w.next_seq == 2  # the damaged record is dropped, its seq reused
+        assert w.next_seq == 3  # the damaged record is dropped; its seq is never given again
+        assert w.recovery.skipped_seq == 2
         w.append(0, b"new")
-    assert read_all(queue_dir) == [(0, b"msg0"), (1, b"msg1"), (2, b"new")]
+    assert read_all(queue_dir) == [(0, b"msg0"), (1, b"msg1"), (3, b"new")]
 
 
 def test_a_reader_committed_past_a_covered_tail_record_still_receives_new_messages(queue_dir):

@@ -1,0 +1,184 @@
+"""Recovery never hides an intact committed record and never reuses a seq: a torn tail is told
+from a hole in committed data, a hole is a typed error, and a repair says what it skipped.
+
+The files are real segment files damaged in place, as a bad disk or a stray write would.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import pytest
+
+from chronicle_async import CorruptRecordError, CorruptSegmentError, Queue, WriterConfig
+from chronicle_async.hot import layout as L
+
+SEG = 16 * 1024
+N = 250
+
+
+def _records(queue_dir) -> dict[int, tuple[int, int]]:
+    """``{seq: (segment, offset)}`` of every user record on disk, read with plain file I/O."""
+    where = {}
+    for name in sorted(os.listdir(queue_dir)):
+        sid = L.parse_segment_file_name(name)
+        if sid is None:
+            continue
+        data = open(os.path.join(queue_dir, name), "rb").read()
+        off = L.SEGMENT_DATA_OFFSET
+        while off + L.RECORD_HEADER_LENGTH <= len(data):
+            (commit,) = struct.unpack_from("<i", data, off + L.REC_COMMIT_OFFSET)
+            if commit <= 0:
+                break
+            t, seq = struct.unpack_from("<iq", data, off + L.REC_TYPE_ID_OFFSET)
+            if t >= 0:
+                where[seq] = (sid, off)
+            off += L.record_length(commit - 1)
+    return where
+
+
+def _fill(queue_dir, n: int = N) -> dict[int, tuple[int, int]]:
+    with Queue.open_publisher(queue_dir, WriterConfig(segment_size=SEG)) as w:
+        for i in range(n):
+            w.append(1, b"message %05d " % i + bytes(20))
+    return _records(queue_dir)
+
+
+def _poke(queue_dir, seg: int, off: int, fmt: str, value) -> None:
+    with open(os.path.join(queue_dir, L.segment_file_name(seg)), "r+b") as f:
+        f.seek(off)
+        f.write(struct.pack(fmt, value))
+
+
+def _digest(queue_dir) -> str:
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(queue_dir)):
+        p = os.path.join(queue_dir, name)
+        if os.path.isfile(p) and name != L.WRITER_LOCK_NAME:
+            h.update(name.encode() + open(p, "rb").read())
+    return h.hexdigest()
+
+
+def _seqs(queue_dir) -> list[int]:
+    with Queue.open_subscriber(queue_dir, None, "earliest") as r:
+        return [m.seq for m in r]
+
+
+def test_a_damaged_length_in_the_head_segment_with_intact_records_after_it_is_a_typed_error_that_changes_nothing(queue_dir):
+    where = _fill(queue_dir)
+    seg, off = where[196]
+    assert where[249][0] == seg, "the damage must be in the head segment for this case"
+    _poke(queue_dir, seg, off + L.REC_LENGTH_OFFSET, "<i", 7)  # length != commit - 1: malformed
+    before = _digest(queue_dir)
+    with pytest.raises(CorruptRecordError) as e:
+        Queue.open_publisher(queue_dir)
+    err = e.value
+    assert (err.segment, err.offset, err.seq) == (seg, off, 196)
+    assert (err.next_offset, err.next_seq) == (where[197][1], 197)
+    assert isinstance(err, CorruptSegmentError)
+    assert str(seg) in str(err) and str(off) in str(err) and "repair=True" in str(err)
+    assert _digest(queue_dir) == before, "a refused recovery must not change a byte"
+
+
+def test_a_repair_covers_only_the_damaged_record_keeps_the_rest_and_never_reuses_a_seq(queue_dir):
+    where = _fill(queue_dir)
+    seg, off = where[196]
+    _poke(queue_dir, seg, off + L.REC_LENGTH_OFFSET, "<i", 7)
+    with Queue.open_publisher(queue_dir, repair=True) as w:
+        rep = w.recovery
+        assert [(h.segment, h.offset, h.next_offset, h.seq, h.next_seq) for h in rep.holes] == [
+            (seg, off, where[197][1], 196, 197)]
+        assert rep.next_seq == N and not rep.clean
+        assert w.append(1, b"after") == N
+    assert _seqs(queue_dir) == [s for s in range(N + 1) if s != 196]  # 197..249 kept, 250 new
+
+
+def test_a_zeroed_commit_word_in_the_segment_before_the_head_is_a_hole_not_a_crash_mid_roll(queue_dir):
+    where = _fill(queue_dir)
+    head = where[N - 1][0]
+    victim = next(s for s in range(N) if where[s][0] == head - 1 and where.get(s + 1, (None,))[0] == head - 1)
+    seg, off = where[victim]
+    _poke(queue_dir, seg, off + L.REC_COMMIT_OFFSET, "<i", 0)
+    before = _digest(queue_dir)
+    with pytest.raises(CorruptRecordError) as e:
+        Queue.open_publisher(queue_dir)
+    assert (e.value.segment, e.value.offset, e.value.seq, e.value.next_seq) == (seg, off, victim, victim + 1)
+    assert _digest(queue_dir) == before
+    with Queue.open_publisher(queue_dir, repair=True) as w:
+        assert [h.seq for h in w.recovery.holes] == [victim] and w.recovery.sealed is None
+        assert w.append(1, b"after") == N
+    assert _seqs(queue_dir) == [s for s in range(N + 1) if s != victim]
+
+
+def test_a_tail_record_that_fails_its_checksum_is_covered_and_its_seq_is_not_given_again(queue_dir):
+    where = _fill(queue_dir)
+    seg, off = where[N - 1]
+    _poke(queue_dir, seg, off + L.RECORD_HEADER_LENGTH, "<B", 0xEE)  # one payload byte: a torn tail
+    with Queue.open_publisher(queue_dir) as w:
+        rep = w.recovery
+        assert rep.torn_tail == (seg, off) and rep.skipped_seq == N - 1 and not rep.holes
+        assert w.append(1, b"after") == N  # not N - 1: a reader may have seen N - 1 already
+    assert _seqs(queue_dir) == list(range(N - 1)) + [N]
+
+
+def test_a_clean_queue_recovers_with_nothing_to_report(queue_dir):
+    _fill(queue_dir)
+    with Queue.open_publisher(queue_dir) as w:
+        assert w.recovery.clean and w.recovery.next_seq == N
+        assert w.append(1, b"x") == N
+
+
+def test_a_half_written_record_of_a_killed_writer_is_still_a_torn_tail(queue_dir):
+    """The common crash: payload bytes written, commit word still 0, writer never closed."""
+    where = _fill(queue_dir, 20)
+    seg, off = where[19]
+    tail = off + L.record_length(len(b"message %05d " % 19 + bytes(20)))
+    with open(os.path.join(queue_dir, L.segment_file_name(seg)), "r+b") as f:
+        f.seek(tail + L.REC_TYPE_ID_OFFSET)
+        f.write(struct.pack("<iqqII", 1, 20, 0, 28, 0) + b"half-written payload bytes..")
+    with open(os.path.join(queue_dir, L.CONTROL_FILE_NAME), "r+b") as f:
+        f.seek(L.CTL_WRITER_STATE_OFFSET)
+        f.write(struct.pack("<I", L.WRITER_STATE_OPEN))
+    with Queue.open_publisher(queue_dir) as w:
+        assert w.recovery.torn_tail == (seg, tail) and not w.recovery.holes
+        assert w.append(1, b"after") == 20
+    assert _seqs(queue_dir) == list(range(21))
+
+
+def test_a_repair_flag_that_is_not_a_bool_is_refused(queue_dir):
+    from chronicle_async import ArgumentTypeError
+
+    with pytest.raises(ArgumentTypeError, match="repair"):
+        Queue.open_publisher(queue_dir, repair="yes")
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_any_single_damaged_record_before_the_last_is_refused_then_repaired_losing_only_its_seq(tmp_path, case):
+    """Seeded random damage (zeroed commit word, wrong length, wrong checksum-bearing header) of one
+    record anywhere in the last two segments, but not the last record: always a hole, never a tail."""
+    import random
+
+    rng = random.Random(case)
+    q = str(tmp_path / "q")
+    where = _fill(q)
+    head = where[N - 1][0]
+    candidates = [s for s in range(N - 1) if where[s][0] >= head - 1]
+    victim = rng.choice(candidates)
+    seg, off = where[victim]
+    how = rng.choice(["commit", "length", "type"])
+    if how == "commit":
+        _poke(q, seg, off + L.REC_COMMIT_OFFSET, "<i", 0)
+    elif how == "length":
+        _poke(q, seg, off + L.REC_LENGTH_OFFSET, "<i", rng.randrange(1000, 5000))
+    else:
+        _poke(q, seg, off + L.REC_COMMIT_OFFSET, "<i", 1 << 30)  # commit word disagrees with the length
+    before = _digest(q)
+    with pytest.raises(CorruptRecordError) as e:
+        Queue.open_publisher(q)
+    assert (e.value.segment, e.value.offset, e.value.seq, e.value.next_seq) == (seg, off, victim, victim + 1), how
+    assert _digest(q) == before
+    with Queue.open_publisher(q, repair=True) as w:
+        assert [h.seq for h in w.recovery.holes] == [victim]
+        assert w.append(1, b"after") == N
+    assert _seqs(q) == [s for s in range(N + 1) if s != victim]
