@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench soak install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --rounds 3 --memory --startup --with-hotcore
 	$(PY) -m benchmarks.run --control --rounds 3
+
+soak: $(STAMP)
+	CHRONICLE_SOAK_SECONDS=1800 $(PY) -m pytest -q -m slow tests/stress/test_soak.py -s
 
 clean:
 	rm -rf $(VENV) .venv-3.* .demo-bus .pytest_cache

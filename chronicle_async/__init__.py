@@ -33,11 +33,13 @@ from ._errors import ChronicleError as ChronicleError
 from ._errors import CorruptQueueError as CorruptQueueError
 from ._errors import CorruptRecordError as CorruptRecordError
 from ._errors import CorruptSegmentError as CorruptSegmentError
+from ._errors import ForkError as ForkError
 from ._errors import DiskFullError as DiskFullError
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import NotAQueueError as NotAQueueError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
 from ._errors import QueueClosedError as QueueClosedError
+from ._errors import QueueDeletedError as QueueDeletedError
 from ._errors import QueueNotFoundError as QueueNotFoundError
 from ._errors import QueuePermissionError as QueuePermissionError
 from ._errors import ReaderLockedError as ReaderLockedError
@@ -75,8 +77,8 @@ __all__ = (
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
     "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
     "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DiskFullError",
-    "DisconnectReason", "Durability", "InvalidArgumentError", "Message", "NotAQueueError",
-    "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueNotFoundError", "QueuePermissionError",
+    "DisconnectReason", "Durability", "ForkError", "InvalidArgumentError", "Message", "NotAQueueError",
+    "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
 )

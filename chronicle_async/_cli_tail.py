@@ -137,7 +137,9 @@ def _no_such_reader(path: str, name: str, pos_file: str) -> Exception:
 def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
     from . import _args as A
     from . import _files as F
+    from ._errors import QueueDeletedError
     from ._queue import Queue
+    from ._status import DisconnectReason
     from .hot import layout as L
     from .retention import read_reader_position
 
@@ -189,7 +191,11 @@ def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
                     if r.writer_status().state == "closed":
                         closed_seen = True
                         continue  # drain once more: appends before the close are all visible now
-                r.wait(timeout=0.5)
+                if not r.wait(timeout=0.5) and r.detect_disconnect() is DisconnectReason.QUEUE_DELETED:
+                    raise QueueDeletedError(
+                        f"queue {path} was deleted while tail followed it (after seq {r.next_seq - 1}); "
+                        "run tail again once the queue exists"
+                    )
                 continue
             dirty = True
             if types is not None and m.type_id not in types:

@@ -10,6 +10,13 @@ class QueueNotFoundError(ChronicleError, FileNotFoundError):
     """No queue at this path yet (no control file). Poll for it, or open a publisher to create it."""
 
 
+class QueueDeletedError(QueueNotFoundError):
+    """The queue was deleted (its folder or control file removed, or replaced by a new queue) under
+    an open writer or reader. Nothing more can be written to it: close the writer and open the
+    publisher again (``Queue.open_publisher``) to create the queue anew; readers open again too.
+    """
+
+
 class NotAQueueError(ChronicleError):
     """The path exists but is not a queue directory (a file, or a folder holding other things)."""
 
@@ -42,6 +49,13 @@ class CorruptRecordError(CorruptSegmentError):
 
     def __reduce__(self):  # picklable across processes, with its fields
         return (type(self), (str(self), self.segment, self.offset, self.seq, self.next_offset, self.next_seq))
+
+
+class ForkError(ChronicleError):
+    """A writer, reader or HotLoop inherited through ``fork()`` was used in the child process.
+
+    Open it again in the child, or start children with the ``spawn`` method.
+    """
 
 
 class UnsupportedVersionError(ChronicleError):

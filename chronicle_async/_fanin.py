@@ -10,6 +10,7 @@ import numpy as np
 from ._idle import ParkCounts
 from ._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from ._reader import Message, QueueReader
+from ._status import DisconnectReason
 from ._ring import SpscRing
 from .hot import layout as L
 from .hot import loop as K
@@ -60,6 +61,7 @@ class FanInReader:
         self._lateness_ns = int(lateness * 1e9)
         self._spin_time = float(spin_time)
         self._sources: list[_Source] = []
+        self._dropped: dict[int, _Source] = {}  # sources whose queue was deleted under them (disconnected)
         self._next_id = 0
         self._closed = False
         self._bell = SpscRing(1, L.RING_SLOT_ALIGNMENT)  # only its doorbell and parked words are used
@@ -93,6 +95,8 @@ class FanInReader:
                 del self._sources[i]
                 self._unbuffer(s)
                 return s.reader
+        if source in self._dropped:
+            return self._dropped.pop(source).reader
         raise InvalidArgumentError(f"this FanInReader has no source {source!r}")
 
     @staticmethod
@@ -104,11 +108,24 @@ class FanInReader:
 
     @property
     def sources(self) -> dict[int, QueueReader]:
-        return {s.sid: s.reader for s in self._sources}
+        """``{source id: reader}`` of every source, the :attr:`disconnected` ones included."""
+        out = {s.sid: s.reader for s in self._sources}
+        out.update((sid, s.reader) for sid, s in self._dropped.items())
+        return out
+
+    @property
+    def disconnected(self) -> dict[int, DisconnectReason]:
+        """``{source id: reason}`` of the sources that dropped out (their queue was deleted under them).
+
+        The reason is ``QUEUE_DELETED`` (deleted, or replaced by a new queue). Everything they held was handed out
+        first; they no longer hold the merge back (the watermark) or take part in ``wait()``, and the
+        others keep flowing. :meth:`remove_reader` gives such a reader back (then close it)."""
+        return {sid: s.reader._gone or DisconnectReason.QUEUE_DELETED for sid, s in self._dropped.items()}
 
     # -- reading -------------------------------------------------------------------------------
 
     def _fill(self) -> None:
+        gone = False
         for s in self._sources:
             if s.head is None:
                 r = s.reader
@@ -116,6 +133,16 @@ class FanInReader:
                 if m is not None:
                     s.head = m
                     s.before = (r._seg_id, r._off - L.record_length(len(m.payload)), m.seq)
+                elif r._gone is not None:
+                    gone = True
+        if gone:
+            self._drop_gone()
+
+    def _drop_gone(self) -> None:
+        """Take out the sources whose queue was deleted under them (rare): the others go on."""
+        for s in [s for s in self._sources if s.head is None and s.reader._gone is not None]:
+            self._sources.remove(s)
+            self._dropped[s.sid] = s
 
     def next(self) -> tuple[int, Message] | None:
         """``(source, message)`` with the smallest ``(timestamp_ns, source)``, or None. Never blocks."""
@@ -245,10 +272,11 @@ class FanInReader:
         if self._closed:
             return
         self._closed = True
-        for s in self._sources:
+        for s in [*self._sources, *self._dropped.values()]:
             s.head = s.before = None
             s.reader.close()
         self._sources.clear()
+        self._dropped.clear()
         self._bell.close()
 
     def __enter__(self) -> "FanInReader":

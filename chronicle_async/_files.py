@@ -351,6 +351,31 @@ def control_path(queue_dir: str) -> str:
     return os.path.join(queue_dir, L.CONTROL_FILE_NAME)
 
 
+def queue_gone(queue_dir: str, queue_id: int) -> bool:
+    """True if the queue with ``queue_id`` is no longer at ``queue_dir``: its folder or control file
+    was deleted, or the control file there now belongs to another queue (deleted and created again).
+
+    False when the control file names ``queue_id``, and when it cannot be read (no evidence).
+    A few syscalls: for rare paths (a segment change, a roll, a liveness check), never per message.
+    """
+    try:
+        fd = os.open(control_path(queue_dir), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    try:
+        head = os.pread(fd, _CTL_IDENTITY.size, L.CTL_MAGIC_OFFSET)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if len(head) < _CTL_IDENTITY.size:
+        return False
+    magic, _version, _size, qid, *_ = _CTL_IDENTITY.unpack(head)
+    return magic == L.CONTROL_MAGIC and qid != queue_id
+
+
 def check_queue_dir(queue_dir: str, *, creating: bool) -> None:
     """Raise NotAQueueError / QueueNotFoundError if ``queue_dir`` cannot be (or become) a queue.
 

@@ -15,11 +15,13 @@ import numpy as np
 from numba.core.dispatcher import Dispatcher
 
 from . import _args as A
+from . import _fork
 from ._errors import (
     ArgumentTypeError,
     BackPressureError,
     ChronicleError,
     CorruptSegmentError,
+    ForkError,
     HandlerError,
     InvalidArgumentError,
     QueueClosedError,
@@ -27,6 +29,7 @@ from ._errors import (
 from ._idle import Backoff, BusySpin, IdleStrategy, Park, ParkCounts
 from ._reader import Message, QueueReader
 from ._ring import SpscRing
+from ._status import DisconnectReason
 from ._writer import QueueWriter
 from .hot import layout as L
 from .hot import loop as K
@@ -39,11 +42,14 @@ _LOG = struct.Struct(L.LOG_RECORD_FORMAT)
 _CMD = struct.Struct("<qqq")  # op, arg0, arg1 (the rest of the 64-byte slot is zero)
 _F64 = struct.Struct("<d")
 _Q = struct.Struct("<q")
+#: Log event written by the Python side (codes from 64 up never clash with the kernel's):
+#: a source's queue was deleted under it; source, arg0 = slot, arg1 = next_seq (what was delivered).
+EVENT_SOURCE_DISCONNECTED = 64
 _LEVELS = {K.LOG_DEBUG: logging.DEBUG, K.LOG_INFO: logging.INFO, K.LOG_WARNING: logging.WARNING, K.LOG_ERROR: logging.ERROR}
 _EVENT_NAMES = {
     K.EVENT_USER: "user", K.EVENT_READER_ADDED: "reader added", K.EVENT_READER_REMOVED: "reader removed",
     K.EVENT_HANDLER_ERROR: "handler error", K.EVENT_CORRUPT: "corrupt record", K.EVENT_STOPPED: "stopped",
-    K.EVENT_BAD_COMMAND: "bad command",
+    K.EVENT_BAD_COMMAND: "bad command", EVENT_SOURCE_DISCONNECTED: "source disconnected",
 }
 _COMMAND_WAIT_S = 1.0
 _calibration: tuple[int, int, float] | None = None
@@ -120,6 +126,7 @@ class HotLoop:
         name: str = "chronicle-hot",
     ):
         self._closed = True
+        self._forked: ForkError | None = None  # set in a forked child (_fork.py)
         self._jitted = isinstance(handler, Dispatcher)
         if not self._jitted and not callable(handler):
             raise ArgumentTypeError(f"handler must be a numba @njit function or a Python callable, not {type(handler).__name__}")
@@ -175,6 +182,7 @@ class HotLoop:
             self._state = np.zeros((batch + 1, 6), np.int64)
             self._run_handler = K.collect
         self._readers: dict[int, QueueReader] = {}
+        self._disconnected: dict[int, DisconnectReason] = {}  # slot -> why it was retired by the loop
         self._free = list(range(max_readers - 1, -1, -1))
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -191,6 +199,7 @@ class HotLoop:
             )
         self._compile()
         self._closed = False
+        _fork.track(self)
 
     @staticmethod
     def _check_int(name: str, v: object, lo: int, hi: int) -> None:
@@ -296,7 +305,7 @@ class HotLoop:
         A.check_seconds("timeout", timeout)
         with self._lock:
             slot = self._slot_of(source)
-            if self.running:
+            if self.running and slot not in self._disconnected:  # a disconnected source is retired already
                 self._send(L.CMD_REMOVE_READER, slot, timeout=timeout)
         deadline = time.monotonic() + timeout
         while self.running and K.py_source_state(self._sources, slot) != L.SRC_RETIRED:
@@ -317,6 +326,7 @@ class HotLoop:
         reader = self._sync_reader(slot)
         reader._hot_owner = None
         del self._readers[slot]
+        self._disconnected.pop(slot, None)
         row[:] = 0
         self._free.append(slot)
         return reader
@@ -332,6 +342,20 @@ class HotLoop:
         """``{source id: reader}`` for the readers the loop owns (do not use them while it runs)."""
         with self._lock:
             return {int(self._sources[s, L.SRC_SOURCE_ID]): r for s, r in self._readers.items()}
+
+    @property
+    def disconnected(self) -> dict[int, DisconnectReason]:
+        """``{source id: reason}`` of the sources the loop retired by itself (their queue was deleted).
+
+        Today the one reason is ``DisconnectReason.QUEUE_DELETED``: the queue deleted, or replaced
+        by a new one, under the source's reader.
+
+        Such a source takes no more of the loop's time and its position is not committed past
+        what was delivered; the other sources keep flowing. It stays in :attr:`sources` until
+        :meth:`remove_reader` gives its reader back (then close it).
+        """
+        with self._lock:
+            return {int(self._sources[s, L.SRC_SOURCE_ID]): why for s, why in self._disconnected.items()}
 
     def delivered(self, source: int) -> int:
         """Messages handled from ``source`` since it was added."""
@@ -496,8 +520,30 @@ class HotLoop:
         reader = self._sync_reader(slot)
         if reader._advance_segment():
             self._fill_row(slot, reader)
+        elif reader._gone is not None:
+            self._disconnect(slot, reader._gone)
         else:
             time.sleep(0.001)  # the next segment is not there yet (a writer mid-roll): look again soon
+
+    def _disconnect(self, slot: int, why: DisconnectReason) -> None:
+        """Retire one source by the loop's own decision (its queue was deleted); the others go on.
+
+        Runs where the kernel is not running (the hot thread between passes, or ``run_once``), so
+        the row is ours to change; the log ring has this thread as its one producer there.
+        """
+        row = self._sources[slot]
+        reader = self._readers[slot]
+        row[L.SRC_UNCOMMITTED] += 1  # its last position: after the last message delivered, no further
+        K.py_commit_source(self._sources, slot, self._loop)
+        self._fill_row(slot, reader)  # the reader's zero mapping: nothing in the row points at the deleted files
+        row[L.SRC_STATE] = L.SRC_RETIRED
+        self._disconnected[slot] = why
+        source = int(row[L.SRC_SOURCE_ID])
+        log.warning("hot loop %s: source %d (%s) disconnected: %s; the loop goes on with its other sources. "
+                    "Take the reader back with remove_reader(%d) and close it", self._name, source, reader.path,
+                    why.value, source)
+        self._log.try_push(_LOG.pack(time.time_ns(), K.LOG_WARNING, EVENT_SOURCE_DISCONNECTED, source, slot,
+                                     int(row[L.SRC_NEXT_SEQ]), 0, 0))
 
     def _roll_outputs(self) -> None:
         for i, w in enumerate(self._outputs_w):
@@ -638,7 +684,18 @@ class HotLoop:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise QueueClosedError("this HotLoop is closed")
+            raise self._forked or QueueClosedError("this HotLoop is closed")
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: the hot thread does not exist here; switch the loop off without
+        committing or closing anything the parent's loop still uses (``_fork.py``)."""
+        if self._closed:
+            return
+        self._forked = _fork.error("the HotLoop", self._name)
+        self._closed = True
+        self._thread = None
+        self._readers = {}
+        self._outputs_w = []
 
     def close(self) -> None:
         """Stop the thread, commit and close every reader the loop owns."""

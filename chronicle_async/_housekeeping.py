@@ -13,6 +13,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from . import _files as F
 from ._config import Durability
 from .hot import layout as L
 
@@ -36,6 +37,7 @@ class Housekeeper(threading.Thread):
         caps = cfg.max_bytes is not None or cfg.max_segments is not None
         self._retention = cfg.retention_check_interval if caps else None
         self._own_retention = self._retention
+        self._gone = False  # the queue was deleted under the writer: only the heartbeat goes on
         self._tick = min(x for x in (self._heartbeat, self._flush, self._retention) if x is not None)
 
     def hand_off_retention(self) -> None:
@@ -65,16 +67,21 @@ class Housekeeper(threading.Thread):
             try:
                 self._ctl_q[hb] = time.time_ns()
                 now = time.monotonic()
-                if self._flush is not None and now >= next_flush:
+                if self._flush is not None and now >= next_flush and not self._gone:
                     next_flush = now + self._flush
                     with w._io_lock:
                         if not w.closed:
                             w._flush_locked()
-                if self._retention is not None and now >= next_retention:
+                if self._retention is not None and now >= next_retention and not self._gone:
                     next_retention = now + self._retention
                     self._apply_caps(w)
-            except Exception:  # never let housekeeping kill the process; report and go on
-                log.exception("chronicle_async housekeeping for %s failed", w.path)
+            except Exception as e:  # never let housekeeping kill the process; report and go on
+                if isinstance(e, OSError) and F.queue_gone(w.path, w._queue_id):  # QueueDeletedError included
+                    self._gone = True
+                    log.warning("chronicle_async housekeeping for %s stops flushing and retention: the queue was "
+                                "deleted under its writer (reopen the publisher to create it again)", w.path)
+                else:
+                    log.exception("chronicle_async housekeeping for %s failed", w.path)
             del w
 
     @staticmethod

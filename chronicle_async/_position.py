@@ -17,7 +17,7 @@ from . import _files as F
 from ._errors import CorruptQueueError, DiskFullError, ReaderLockedError, UnsupportedVersionError
 from ._lock import FileLock, held_in_this_process
 from .hot import layout as L
-from .retention import best_slot
+from .retention import best_slot, valid_slots
 
 _HEADER = struct.Struct(L.READER_HEADER_FORMAT)
 _SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
@@ -38,7 +38,12 @@ class PositionFile:
         self.saved = saved
 
     @classmethod
-    def open(cls, queue_dir: str, name: str, segment_size: int) -> "PositionFile":
+    def open(cls, queue_dir: str, name: str, segment_size: int, queue_id: int) -> "PositionFile":
+        """Open (creating) ``readers/<name>.pos`` of the queue with ``queue_id``, taking the reader name.
+
+        A file that records another queue's id (the queue was deleted and made again) is refused:
+        its position means nothing in this queue.
+        """
         rdir = os.path.join(queue_dir, L.READERS_DIR_NAME)
         if os.path.lexists(rdir) and not os.path.isdir(rdir):
             raise CorruptQueueError(f"{rdir} is not a folder; move it aside so reader positions can be kept there")
@@ -59,20 +64,20 @@ class PositionFile:
                 pid,
             )
         try:
-            return cls._load(path, name, lock, segment_size)
+            return cls._load(path, name, lock, segment_size, queue_id)
         except BaseException:
             lock.release()
             raise
 
     @classmethod
-    def _load(cls, path: str, name: str, lock: FileLock, segment_size: int) -> "PositionFile":
+    def _load(cls, path: str, name: str, lock: FileLock, segment_size: int, queue_id: int) -> "PositionFile":
         fd = lock._fd
         size = os.fstat(fd).st_size
         if size == 0 or (size == L.READER_FILE_LENGTH and not any(os.pread(fd, 8, 0))):
             # new, or left half-made by a failed create (header never written): (re)initialise
             try:
                 os.posix_fallocate(fd, 0, L.READER_FILE_LENGTH)
-                os.pwrite(fd, _HEADER.pack(L.READER_MAGIC, L.READER_VERSION, os.getpid()), 0)
+                os.pwrite(fd, _HEADER.pack(L.READER_MAGIC, L.READER_VERSION, os.getpid(), queue_id), 0)
             except OSError as e:
                 os.unlink(path)  # we hold its lock; leave no broken file behind
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -86,7 +91,17 @@ class PositionFile:
                 f"reader {name!r} (it will then start from the earliest data)"
             )
         m = F.Mapping(path, fd, L.READER_FILE_LENGTH, writable=True)
-        magic, version, _pid = _HEADER.unpack_from(m.mv, 0)
+        magic, version, _pid, qid = _HEADER.unpack_from(m.mv, 0)
+        if magic == L.READER_MAGIC and version == 1:  # no queue identity yet: adopt this queue's
+            _HEADER.pack_into(m.mv, 0, magic, L.READER_VERSION, _pid, queue_id)
+            version, qid = L.READER_VERSION, queue_id
+        if magic == L.READER_MAGIC and version == L.READER_VERSION and qid != queue_id:
+            m.close()
+            raise CorruptQueueError(
+                f"reader file {path} belongs to another queue (queue id {qid:#x}; this queue's is {queue_id:#x}): "
+                "the queue was deleted and created again, so the saved position means nothing here. Delete "
+                f"{path} to reset reader {name!r} (it then starts where its start mode says)"
+            )
         if magic == L.READER_MAGIC and version > L.READER_VERSION:
             m.close()
             raise UnsupportedVersionError(
@@ -100,7 +115,8 @@ class PositionFile:
                 f"delete it to reset reader {name!r}"
             )
         _I64.pack_into(m.mv, L.RDR_OWNER_PID_OFFSET, os.getpid())
-        gen = max(_I64.unpack_from(m.mv, L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH)[0] for i in range(2))
+        # Only valid slots count: a damaged slot's generation word may hold anything (up to 2**63 - 1).
+        gen = max((slot[0] for slot in valid_slots(m.mv)), default=0)
         best = best_slot(m.mv)
         saved = None
         if best is not None:

@@ -12,12 +12,15 @@ import numpy as np
 
 from . import _args as A
 from . import _files as F
+from . import _fork
 from ._config import Start, WaitStrategy
 from ._errors import (
     ArgumentTypeError,
     CorruptSegmentError,
+    ForkError,
     InvalidArgumentError,
     QueueClosedError,
+    QueueDeletedError,
 )
 from ._idle import ParkCounts
 from ._lock import writer_lock_held
@@ -44,6 +47,8 @@ _ALIGN_MASK = ~_ALIGN_M1
 _STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
 _tuple_new = tuple.__new__
 _monotonic = time.monotonic
+#: How long ``wait()`` sleeps (at most) before returning False on a queue deleted under the reader.
+GONE_WAIT_S = 0.1
 
 
 class Message(NamedTuple):
@@ -93,6 +98,7 @@ class QueueReader:
         spin_time: float = 20e-6,
     ):
         self._closed = True
+        self._forked: ForkError | None = None  # set in a forked child (_fork.py)
         self._path = A.check_path(path)
         self._name = A.check_name(name)
         self._start = A.coerce_enum(Start, start, "start")
@@ -101,6 +107,7 @@ class QueueReader:
             raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
         self._spin_time = float(spin_time)
         self._ctl = self._seg = self._pos = None
+        self._gone: DisconnectReason | None = None  # QUEUE_DELETED once a segment change found the queue gone
         self._timespec = np.zeros(2, np.int64)
         self._park_counts = np.zeros(PARK_OUTCOMES, np.int64)  # how this reader's parks ended (park_counts)
         try:
@@ -109,6 +116,7 @@ class QueueReader:
             self._teardown()
             raise
         self._closed = False
+        _fork.track(self)
 
     def _open(self) -> None:
         try:
@@ -123,7 +131,7 @@ class QueueReader:
         self._epoch = self._ctl_q[L.CTL_WRITER_EPOCH_OFFSET // 8]
         warm_waiters()  # the first park must not wait for a compile (_warm.py)
         if self._name:
-            self._pos = PositionFile.open(self._path, self._name, self._segment_size)
+            self._pos = PositionFile.open(self._path, self._name, self._segment_size, self._queue_id)
             saved = self._pos.saved
         else:
             saved = None
@@ -257,16 +265,44 @@ class QueueReader:
         return self.next()
 
     def _advance_segment(self) -> bool:
+        if self._gone is not None:
+            return False
         nxt = self._seg_id + 1
-        if self._try_map(nxt):
-            self._off = L.SEGMENT_DATA_OFFSET
-            return True
-        later = [i for i in F.list_segments(self._path) if i > nxt]
-        if later and self._try_map(later[0]):
-            log.warning("%s: segment %d is missing; skipping to segment %d", self._path, nxt, later[0])
-            self._off = L.SEGMENT_DATA_OFFSET
-            return True
+        try:
+            if self._try_map(nxt):
+                self._off = L.SEGMENT_DATA_OFFSET
+                return True
+            later = [i for i in F.list_segments(self._path) if i > nxt]
+            if later and self._try_map(later[0]):
+                log.warning("%s: segment %d is missing; skipping to segment %d", self._path, nxt, later[0])
+                self._off = L.SEGMENT_DATA_OFFSET
+                return True
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # the folder itself is gone: judged below
+        except CorruptSegmentError:  # a segment of another queue, created at this path since
+            if not F.queue_gone(self._path, self._queue_id):
+                raise
+        if F.queue_gone(self._path, self._queue_id):
+            self._queue_deleted()
         return False
+
+    def _queue_deleted(self) -> None:
+        """The queue was deleted (or replaced by a new one) under this reader, which sits at a segment end.
+
+        Nothing more can come. The position stays after the last message delivered; from now on the
+        reader reads a private zero mapping, so ``next()``, ``available()``, waiters (and a HotLoop or
+        FanInReader that owns it) see "no message" without touching the queue's files again.
+        ``detect_disconnect`` reports ``QUEUE_DELETED``.
+        """
+        log.warning(
+            "reader %r of %s: the queue was deleted (or replaced by a new queue) under it; no more messages "
+            "will come: close this reader and open it again once the queue exists", self._name, self._path,
+        )
+        self._gone = DisconnectReason.QUEUE_DELETED
+        old = self._seg
+        zero = F.Mapping(old.path, -1, self._segment_size, False)  # anonymous: zero pages, no file
+        self._seg, self._seg_i32, self._seg_mv = zero, F.load_view(zero), zero.mv
+        old.close()
 
     def __iter__(self) -> Iterator[Message]:
         """Every message available now, then stop (does not wait)."""
@@ -308,7 +344,9 @@ class QueueReader:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until a message may be available; True if one is, False on timeout.
 
-        Also returns False early when the writer closes the queue during the wait.
+        Also returns False early when the writer closes the queue during the wait, and,
+        once the queue was found deleted under this reader (``detect_disconnect`` says
+        ``QUEUE_DELETED``), after a short sleep (at most ``GONE_WAIT_S``, 0.1 s).
 
         Uses this reader's :class:`WaitStrategy`. Parking (the futex) happens only
         while idle; the writer pays for a wake only when someone is parked.
@@ -318,6 +356,9 @@ class QueueReader:
                 raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
         if self._seg_i32[self._off >> 2]:
             return True
+        if self._gone is not None:  # deleted under us: nothing will come; a bounded sleep, never a hot spin
+            time.sleep(GONE_WAIT_S if timeout is None else min(timeout, GONE_WAIT_S))
+            return False
         now = _monotonic()
         deadline = None if timeout is None else now + timeout
         strategy = self._strategy
@@ -437,7 +478,15 @@ class QueueReader:
 
     def _seek(self, mode: int, target: int, key: int) -> bool:
         self._check_open()
-        ids = F.list_segments(self._path)
+        try:
+            if self._gone is not None:
+                raise FileNotFoundError
+            ids = F.list_segments(self._path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise QueueDeletedError(
+                f"cannot seek reader {self._name!r}: queue {self._path} was deleted (or replaced) under it; "
+                "close the reader and open it again once the queue exists"
+            ) from None
         lo, hi, start = 0, len(ids) - 1, 0
         while lo <= hi:  # last segment whose first record is <= target
             mid = (lo + hi) // 2
@@ -473,20 +522,25 @@ class QueueReader:
     # -- liveness ---------------------------------------------------------------------------
 
     def writer_status(self, ttl: float = 1.0) -> WriterStatus:
-        """Liveness of the writer: lock held, and heartbeat younger than ``ttl`` seconds."""
+        """Liveness of the writer: lock held, and heartbeat younger than ``ttl`` seconds.
+
+        On a queue deleted (or replaced by a new one) since this reader opened it, ``state`` is
+        ``"deleted"`` and ``alive``/``lock_held`` are False; the other fields are its last values.
+        """
         self._check_open()
         A.check_ttl(ttl)
         q = self._ctl_q
         hb = q[L.CTL_HEARTBEAT_NS_OFFSET // 8]
         age = (time.time_ns() - hb) / 1e9 if hb else math.inf
-        held = writer_lock_held(self._path, q[L.CTL_WRITER_PID_OFFSET // 8],
-                                self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4])
+        gone = self._gone is not None or F.queue_gone(self._path, self._queue_id)
+        held = not gone and writer_lock_held(self._path, q[L.CTL_WRITER_PID_OFFSET // 8],
+                                             self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4])
         return WriterStatus(
             alive=held and age <= ttl,
             lock_held=held,
             pid=q[L.CTL_WRITER_PID_OFFSET // 8],
             epoch=q[L.CTL_WRITER_EPOCH_OFFSET // 8],
-            state=_STATE_NAMES.get(self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
+            state="deleted" if gone else _STATE_NAMES.get(self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
             heartbeat_ns=hb,
             heartbeat_age=age,
             ttl=float(ttl),
@@ -495,14 +549,15 @@ class QueueReader:
     def detect_disconnect(self, ttl: float = 1.0) -> DisconnectReason | None:
         """Why this reader should consider its writer gone, or None if it looks healthy.
 
-        Checks, in order: the queue deleted, this reader's segment deleted, the
+        Checks, in order: the queue deleted (or replaced by a new queue at the same path:
+        ``QUEUE_DELETED``, as after ``shutil.rmtree``), this reader's segment deleted, the
         writer closed (its state says so) or dead (lock free), its heartbeat older than ``ttl``
         seconds, and a new writer epoch since open (or :meth:`acknowledge_epoch`).
         Reports only; taking safety action is the application's job.
         """
         self._check_open()
         A.check_ttl(ttl)
-        if not os.path.exists(F.control_path(self._path)):
+        if self._gone is not None or F.queue_gone(self._path, self._queue_id):
             return DisconnectReason.QUEUE_DELETED
         if not os.path.exists(F.segment_path(self._path, self._seg_id)):
             return DisconnectReason.SEGMENT_MISSING
@@ -554,7 +609,21 @@ class QueueReader:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise QueueClosedError(f"reader {self._name!r} of {self._path} is closed")
+            raise self._forked or QueueClosedError(f"reader {self._name!r} of {self._path} is closed")
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: switch this inherited reader off without touching its files (``_fork.py``).
+
+        Its position file stays the parent's: a commit here would move the parent's position.
+        """
+        if self._closed:
+            return
+        self._forked = _fork.error(f"reader {self._name!r}", self._path)
+        self._closed = True
+        self._seg_i32 = self._ctl_i32 = self._ctl_q = _fork.ForkedView(self._forked)
+        self._seg_mv = self._ctl_arr = None
+        self._pos = None
+        self._hot_owner = None
 
     def close(self) -> None:
         """Release the reader name and unmap. Does not commit."""

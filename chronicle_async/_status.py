@@ -18,7 +18,8 @@ class DisconnectReason(enum.Enum):
     SEGMENT_MISSING = "segment_missing"
     #: A new writer session opened the queue since this reader last acknowledged it.
     EPOCH_CHANGED = "epoch_changed"
-    #: The queue's control file is gone (the queue was deleted).
+    #: The queue's control file is gone or belongs to another queue (the queue was deleted,
+    #: e.g. ``shutil.rmtree``, or deleted and created again): nothing more comes to this reader.
     QUEUE_DELETED = "queue_deleted"
 
 
@@ -34,7 +35,7 @@ class WriterStatus:
     pid: int
     #: Writer session number; goes up by one on every writer open.
     epoch: int
-    #: "open", "closed" or "none".
+    #: "open", "closed" or "none"; "deleted" once the queue was deleted (or replaced) under the reader.
     state: str
     #: Wall-clock time of the last heartbeat, ns since the epoch (0 if never).
     heartbeat_ns: int

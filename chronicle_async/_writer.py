@@ -14,14 +14,18 @@ import numpy as np
 
 from . import _args as A
 from . import _files as F
+from . import _fork
 from ._config import Durability, WriterConfig
 from ._errors import (
     ArgumentTypeError,
     ChronicleError,
+    CorruptSegmentError,
     DiskFullError,
+    ForkError,
     InvalidArgumentError,
     PayloadTooLargeError,
     QueueClosedError,
+    QueueDeletedError,
     WriterLockedError,
 )
 from ._housekeeping import Housekeeper
@@ -110,6 +114,7 @@ class QueueWriter:
             raise ArgumentTypeError(f"repair must be True or False, not {type(repair).__name__}")
         self._repair = repair
         self._recovery: RecoveryReport | None = None
+        self._forked: ForkError | None = None  # set in a forked child (_fork.py)
         self._closed = True
         self._ctl_q = self._ctl_i32 = self._seg_mv = _CLOSED
         self._lock: FileLock | None = None
@@ -136,6 +141,7 @@ class QueueWriter:
             self._teardown()
             raise
         self._closed = False
+        _fork.track(self)
 
     # -- open and recovery ------------------------------------------------------------------
 
@@ -398,8 +404,13 @@ class QueueWriter:
             new = self._take_prepared(new_id)
             inline = new is None
             if inline:  # nobody prepared it: create and map it here (slow: fallocate, mmap, prefault)
-                F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
-                new = F.open_segment(d, new_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
+                try:
+                    F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
+                    new = F.open_segment(d, new_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
+                except (FileNotFoundError, NotADirectoryError, CorruptSegmentError):
+                    if F.queue_gone(d, self._queue_id):
+                        raise self._deleted_error(f"roll to segment {new_id}") from None
+                    raise
             q = self._ctl_q
             off = q[_IDX_WRITE_OFFSET]
             old = self._seg
@@ -427,6 +438,13 @@ class QueueWriter:
             if on_roll is not None and (inline or len(self._prepared) <= self._notify_below):
                 on_roll(new_id)
             return new_id
+
+    def _deleted_error(self, doing: str) -> QueueDeletedError:
+        return QueueDeletedError(
+            f"cannot {doing}: queue {self._path} was deleted under this writer (its folder or "
+            f"{L.CONTROL_FILE_NAME} is gone, or a new queue replaced it); what it appended since is lost with it. "
+            "Close this writer and reopen the publisher (Queue.open_publisher) to create the queue again"
+        )
 
     def _take_prepared(self, new_id: int) -> F.Mapping | None:
         """The prepared mapping of segment ``new_id`` if there is one and its header checks out."""
@@ -504,7 +522,13 @@ class QueueWriter:
         self._flushed_to = end
         self._ctl.flush()
         if self._dir_dirty:  # new segment files' directory entries
-            F.fsync_dir(self._path)
+            try:
+                F.fsync_dir(self._path)
+            except (FileNotFoundError, NotADirectoryError):
+                if not F.queue_gone(self._path, self._queue_id):
+                    raise
+                self._dir_dirty = False
+                raise self._deleted_error("flush") from None
             self._dir_dirty = False
 
     # -- properties -------------------------------------------------------------------------
@@ -549,7 +573,22 @@ class QueueWriter:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise QueueClosedError(f"the writer of {self._path} is closed")
+            raise self._forked or QueueClosedError(f"the writer of {self._path} is closed")
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: switch this inherited writer off without touching the queue (``_fork.py``).
+
+        No close: that would mark the queue closed while the parent writes. Every use raises ForkError.
+        """
+        if self._closed:
+            return
+        self._forked = _fork.error("the writer", self._path)
+        self._closed = True
+        self._housekeeper = None  # its thread does not exist in the child
+        self._lock = None  # _lock.py already closed the inherited descriptor
+        self._prepared, self._retired = {}, []
+        self._ctl_q = self._ctl_i32 = self._seg_mv = self._seg_i32 = _fork.ForkedView(self._forked)
+        self._ctl_arr = None
 
     def close(self) -> None:
         """Stop housekeeping, mark the queue cleanly closed, and release the writer lock."""
@@ -567,7 +606,10 @@ class QueueWriter:
             self._housekeeper = None
         with self._io_lock:
             if self._config.durability is not Durability.NONE:
-                self._flush_locked()
+                try:
+                    self._flush_locked()
+                except QueueDeletedError:
+                    pass  # deleted under us: nothing left to make durable; close the rest normally
             if self._ctl is not None:
                 self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] = L.WRITER_STATE_CLOSED
                 if self._ctl.i32[L.CTL_WAITERS_OFFSET // 4]:

@@ -33,18 +33,24 @@ def read_reader_position(path: str) -> tuple[int, int, int, int, int] | None:
     return None if data is None else best_slot(data)
 
 
-def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
-    best = None
+def valid_slots(data: bytes | memoryview) -> list[tuple[int, int, int, int, int, int]]:
+    """``(generation, segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of each slot of a
+    position file whose generation is positive and whose crc32 matches (damaged slots are ignored)."""
+    out = []
     if len(data) < L.READER_FILE_LENGTH:
-        return None
+        return out
     for i in range(2):
         base = L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH
         gen, seg, off, nseq, hb, ep, ck = _SLOT.unpack_from(data, base)
-        if gen <= 0 or zlib.crc32(bytes(data[base : base + L.SLOT_CHECKSUM_OFFSET])) != ck:
-            continue
-        if best is None or gen > best[0]:
-            best = (gen, seg, off, nseq, hb, ep)
-    return None if best is None else best[1:]
+        if gen > 0 and zlib.crc32(bytes(data[base : base + L.SLOT_CHECKSUM_OFFSET])) == ck:
+            out.append((gen, seg, off, nseq, hb, ep))
+    return out
+
+
+def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
+    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of the newest valid slot, or None."""
+    slots = valid_slots(data)
+    return max(slots)[1:] if slots else None
 
 
 def reader_files(queue_dir: str) -> list[tuple[str, str]]:

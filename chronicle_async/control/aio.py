@@ -66,7 +66,7 @@ import numpy as np
 from .._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from .._fanin import FanInReader
 from .._idle import ParkCounts
-from .._reader import Message, QueueReader
+from .._reader import GONE_WAIT_S, Message, QueueReader
 from .._ring import SpscRing
 from ..hot import layout as L
 from ..hot import loop as K
@@ -368,7 +368,7 @@ async def wait_async(
     ``source`` is a :class:`QueueReader` or a :class:`FanInReader`. Returns True if
     a message may be read now, False when ``timeout`` seconds pass (None: no limit),
     and, for a QueueReader, False early when its writer closes the queue during the
-    wait. ``spin`` seconds of non-blocking checks come first (see the module notes).
+    wait, or after a short sleep (``GONE_WAIT_S``) once the queue was deleted under it. ``spin`` seconds of non-blocking checks come first (see the module notes).
     Raises :class:`QueueClosedError` if the reader is closed.
     """
     _check_timeout(timeout)
@@ -384,6 +384,9 @@ async def _wait_reader(reader: QueueReader, timeout: float | None, spin: float) 
     reader._check_open()
     if reader._seg_i32[reader._off >> 2]:
         return True
+    if reader._gone is not None:  # the queue was deleted under it: nothing will come; never a hot loop
+        await asyncio.sleep(GONE_WAIT_S if timeout is None else min(timeout, GONE_WAIT_S))
+        return False
     if spin and timeout != 0:
         end = _monotonic() + (spin if timeout is None else min(spin, timeout))
         while _monotonic() < end:

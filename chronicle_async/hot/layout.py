@@ -152,10 +152,11 @@ DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
 READERS_DIR_NAME = "readers"
 READER_FILE_SUFFIX = ".pos"
 READER_MAGIC = 0x44525143  # b"CQRD"
-READER_VERSION = 1
+READER_VERSION = 2  # 2 added queue_id; version 1 files (queue_id 0: unknown) are still read
 RDR_MAGIC_OFFSET = 0
 RDR_VERSION_OFFSET = RDR_MAGIC_OFFSET + SIZE_OF_I32
 RDR_OWNER_PID_OFFSET = RDR_VERSION_OFFSET + SIZE_OF_I32
+RDR_QUEUE_ID_OFFSET = RDR_OWNER_PID_OFFSET + SIZE_OF_I64  # the queue_id of the queue the position belongs to
 READER_SLOT0_OFFSET = 64
 READER_SLOT_LENGTH = 64
 SLOT_GENERATION_OFFSET = 0
@@ -175,7 +176,7 @@ CONTROL_IDENTITY_FORMAT = "<IIqqqqqII"  # magic .. writer_flags, starting at CTL
 SEGMENT_HEADER_FORMAT = "<IIqqqq"  # magic .. created_ns, starting at SEG_MAGIC_OFFSET
 RECORD_HEADER_FORMAT = "<iiqqII"  # commit, type_id, seq, timestamp_ns, length, checksum
 RECORD_BODY_FORMAT = "<iqqII"  # type_id .. checksum, starting at REC_TYPE_ID_OFFSET
-READER_HEADER_FORMAT = "<IIq"
+READER_HEADER_FORMAT = "<IIqq"
 READER_SLOT_FORMAT = "<qqqqqqI"  # generation .. checksum
 
 

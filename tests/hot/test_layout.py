@@ -64,6 +64,7 @@ READER_HEADER_FIELDS = [
     ("magic", L.RDR_MAGIC_OFFSET, 4),
     ("version", L.RDR_VERSION_OFFSET, 4),
     ("owner_pid", L.RDR_OWNER_PID_OFFSET, 8),
+    ("queue_id", L.RDR_QUEUE_ID_OFFSET, 8),
 ]
 READER_SLOT_FIELDS = [
     ("generation", L.SLOT_GENERATION_OFFSET, 8),
@@ -123,7 +124,7 @@ def test_record_header_offsets_match_the_diagram():
 
 
 def test_reader_file_offsets_match_the_diagram():
-    assert [o for _, o, _ in READER_HEADER_FIELDS] == [0, 4, 8]
+    assert [o for _, o, _ in READER_HEADER_FIELDS] == [0, 4, 8, 16]
     assert L.READER_SLOT0_OFFSET == 64 and L.READER_SLOT_LENGTH == 64
     assert [o for _, o, _ in READER_SLOT_FIELDS] == [0, 8, 16, 24, 32, 40, 48]
     assert L.SLOT_END == 52 <= L.READER_SLOT_LENGTH
@@ -379,8 +380,10 @@ def test_reader_position_file_holds_the_committed_position_in_a_checksummed_slot
             r.commit()
             data = (queue_dir / L.READERS_DIR_NAME / ("r1" + L.READER_FILE_SUFFIX)).read_bytes()
     assert len(data) == L.READER_FILE_LENGTH
-    magic, version, pid = struct.unpack_from(L.READER_HEADER_FORMAT, data, 0)
+    magic, version, pid, qid = struct.unpack_from(L.READER_HEADER_FORMAT, data, 0)
     assert (magic, version, pid) == (L.READER_MAGIC, L.READER_VERSION, os.getpid())
+    ctl = (queue_dir / L.CONTROL_FILE_NAME).read_bytes()
+    assert qid == struct.unpack_from("<q", ctl, L.CTL_QUEUE_ID_OFFSET)[0] != 0  # the queue it belongs to
     slots = []
     for i in range(2):
         base = L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH
