@@ -22,6 +22,7 @@ from chronicle_async import BusySpin, HotLoop, Queue, WriterConfig
 from chronicle_async.hot import layout as L
 from chronicle_async.retention import read_reader_position
 
+from ._jit_payload import mix64 as _mix64
 from ._workers import expected
 
 SEGMENT_SIZE = 1 << 20
@@ -30,15 +31,6 @@ N_SOURCES = 4
 
 # state: int64[N_SOURCES, 8], one row per source id
 S_NEXT, S_COUNT, S_ERRORS, S_FIRST_BAD, S_BAD_KIND = 0, 1, 2, 3, 4
-
-
-@numba.njit(inline="always")
-def _mix64(x):
-    """``tests.stress._workers.mix64`` on uint64 (wrapping arithmetic)."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(cache=False)

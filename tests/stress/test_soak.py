@@ -32,6 +32,7 @@ import pytest
 
 from chronicle_async import ControlPlane, HotLoop, Park, Queue, WriterConfig
 
+from ._jit_payload import mix64 as _mix64
 from ._workers import expected
 
 SECONDS = float(os.environ.get("CHRONICLE_SOAK_SECONDS", "60"))
@@ -43,14 +44,6 @@ MAIN_PACE = (100, 0.005)  # burst, sleep: at most ~20k messages/s (2 cores share
 
 # state[source] = (messages, next expected seq, errors, first bad seq)
 _M = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@numba.njit(cache=False)
-def _mix64(x):
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(cache=False)
