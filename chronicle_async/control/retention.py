@@ -107,7 +107,8 @@ class Retention:
             w.path, w.segment_id, w.segment_size, max_bytes=max_bytes, max_segments=max_segments))
         deleted: list[int] = []
         for i in range(0, len(victims), self._batch):
-            deleted += await run(self._executor, delete_segments, w.path, victims[i : i + self._batch])
+            batch = await run(self._executor, delete_segments, w.path, victims[i : i + self._batch])
+            deleted += batch
+            self.deleted += len(batch)  # counted per batch: progress shows while a long pass runs
             await asyncio.sleep(0)  # let everything else on the loop run between batches
-        self.deleted += len(deleted)
         return deleted
