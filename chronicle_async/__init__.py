@@ -33,6 +33,7 @@ from ._errors import ChronicleError as ChronicleError
 from ._errors import CorruptQueueError as CorruptQueueError
 from ._errors import CorruptRecordError as CorruptRecordError
 from ._errors import CorruptSegmentError as CorruptSegmentError
+from ._errors import DamagedRecordError as DamagedRecordError
 from ._errors import ForkError as ForkError
 from ._errors import DiskFullError as DiskFullError
 from ._errors import InvalidArgumentError as InvalidArgumentError
@@ -76,7 +77,7 @@ __all__ = (
     "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing",
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
     "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
-    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DiskFullError",
+    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DamagedRecordError", "DiskFullError",
     "DisconnectReason", "Durability", "ForkError", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",

@@ -51,6 +51,27 @@ class CorruptRecordError(CorruptSegmentError):
         return (type(self), (str(self), self.segment, self.offset, self.seq, self.next_offset, self.next_seq))
 
 
+class DamagedRecordError(CorruptSegmentError):
+    """A verifying reader met a committed record that fails its checksum, or whose seq is out of order.
+
+    Raised by ``next()`` of a reader opened with ``verify=True``; the record was *not* delivered.
+    ``segment`` and ``offset`` locate it, ``seq`` is the seq its header claims (untrustworthy when
+    the checksum failed), ``expected_seq`` the seq the reader expected, ``reason`` says which check
+    failed. The reader has already moved past the record: ``next()`` goes on with the one after it.
+    """
+
+    def __init__(self, message: str, segment: int, offset: int, seq: int, expected_seq: int, reason: str):
+        super().__init__(message)
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+        self.expected_seq = expected_seq
+        self.reason = reason
+
+    def __reduce__(self):  # picklable across processes, with its fields
+        return (type(self), (str(self), self.segment, self.offset, self.seq, self.expected_seq, self.reason))
+
+
 class ForkError(ChronicleError):
     """A writer, reader or HotLoop inherited through ``fork()`` was used in the child process.
 

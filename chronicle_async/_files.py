@@ -511,7 +511,7 @@ def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: i
             f"segment {path} has format version {version}; this chronicle_async reads up to "
             f"{L.SEGMENT_VERSION}: upgrade chronicle_async"
         )
-    elif version != L.SEGMENT_VERSION or sid != segment_id or size != segment_size or qid != queue_id:
+    elif version < L.SEGMENT_MIN_VERSION or sid != segment_id or size != segment_size or qid != queue_id:
         problem = f"header says id={sid} size={size} queue={qid:#x}, expected id={segment_id} size={segment_size} queue={queue_id:#x}"
     if problem:
         m.close()
@@ -519,13 +519,22 @@ def open_segment(queue_dir: str, segment_id: int, segment_size: int, queue_id: i
             f"segment {path} is not a valid segment of this queue ({problem}); "
             "move the file out of the queue folder or restore it from a backup"
         )
+    if writable and version < L.SEGMENT_VERSION and not commit_view(m)[L.SEGMENT_DATA_OFFSET >> 2]:
+        # An empty segment prepared by an older version: the writer makes it current before its
+        # first record (a segment holding records keeps its version; the writer rolls past it).
+        struct.pack_into("<I", m.mv, L.SEG_VERSION_OFFSET, L.SEGMENT_VERSION)
     return m
+
+
+def segment_version(m: Mapping) -> int:
+    """The format version in a mapped segment's header (see ``layout.HEADER_CHECKSUM_VERSION``)."""
+    return int(commit_view(m)[L.SEG_VERSION_OFFSET >> 2])
 
 
 def segment_header_matches(m: Mapping, segment_id: int, segment_size: int, queue_id: int) -> bool:
     """True if a mapped segment's header names this segment of this queue (a cheap re-check)."""
     magic, version, sid, qid, size, _created = _SEG_HEADER.unpack_from(m.mv, 0)
-    return (magic == L.SEGMENT_MAGIC and version == L.SEGMENT_VERSION and sid == segment_id
+    return (magic == L.SEGMENT_MAGIC and L.SEGMENT_MIN_VERSION <= version <= L.SEGMENT_VERSION and sid == segment_id
             and qid == queue_id and size == segment_size and m.length == segment_size)
 
 
@@ -539,7 +548,7 @@ def create_queue(queue_dir: str, segment_size: int) -> None:
         head = read_head(segment_path(queue_dir, existing[0]), _SEG_HEADER.size) or b""
         if len(head) == _SEG_HEADER.size:
             magic, version, _sid, qid, size, _c = _SEG_HEADER.unpack(head)
-            if magic == L.SEGMENT_MAGIC and version == L.SEGMENT_VERSION and not L.check_segment_size(size):
+            if magic == L.SEGMENT_MAGIC and L.SEGMENT_MIN_VERSION <= version <= L.SEGMENT_VERSION and not L.check_segment_size(size):
                 queue_id, segment_size = qid, size
     if not existing:
         create_segment(queue_dir, 0, segment_size, queue_id, durable=True)

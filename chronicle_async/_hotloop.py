@@ -49,7 +49,7 @@ _LEVELS = {K.LOG_DEBUG: logging.DEBUG, K.LOG_INFO: logging.INFO, K.LOG_WARNING: 
 _EVENT_NAMES = {
     K.EVENT_USER: "user", K.EVENT_READER_ADDED: "reader added", K.EVENT_READER_REMOVED: "reader removed",
     K.EVENT_HANDLER_ERROR: "handler error", K.EVENT_CORRUPT: "corrupt record", K.EVENT_STOPPED: "stopped",
-    K.EVENT_BAD_COMMAND: "bad command", EVENT_SOURCE_DISCONNECTED: "source disconnected",
+    K.EVENT_BAD_COMMAND: "bad command", K.EVENT_DAMAGED: "damaged record", EVENT_SOURCE_DISCONNECTED: "source disconnected",
 }
 _COMMAND_WAIT_S = 1.0
 _calibration: tuple[int, int, float] | None = None
@@ -257,6 +257,8 @@ class HotLoop:
             row = self._sources[slot]
             row[:] = 0
             self._fill_row(slot, reader)
+            if reader.verify:
+                row[L.SRC_VERIFY] |= L.SRC_VERIFY_ANY_SEQ  # a new position: its first intact record sets the order
             row[L.SRC_SOURCE_ID] = slot if source is None else source
             row[L.SRC_POS_GEN] = reader._pos._gen if reader._pos is not None else 0
             self._readers[slot] = reader
@@ -284,6 +286,7 @@ class HotLoop:
         row[L.SRC_POS_ADDR] = reader._pos._map.arr.ctypes.data if reader._pos is not None else 0
         row[L.SRC_EPOCH] = reader._epoch
         row[L.SRC_CAN_PARK] = 1 if reader._can_park else 0
+        row[L.SRC_VERIFY] = L.SRC_VERIFY_ON | L.SRC_VERIFY_MAY_JUMP if reader.verify else 0  # a segment start
 
     def _sync_reader(self, slot: int) -> QueueReader:
         """Copy the hot thread's view of a source back into its reader object."""
@@ -361,6 +364,12 @@ class HotLoop:
         """Messages handled from ``source`` since it was added."""
         with self._lock:
             return int(self._sources[self._slot_of(source), L.SRC_DELIVERED])
+
+    def damaged(self, source: int) -> int:
+        """Records of ``source`` skipped as damaged since it was added (its reader opened with
+        ``verify=True``); each one is also logged as a "damaged record" event with its seq."""
+        with self._lock:
+            return int(self._sources[self._slot_of(source), L.SRC_DAMAGED])
 
     # -- commands ------------------------------------------------------------------------------
 

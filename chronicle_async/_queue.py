@@ -32,12 +32,16 @@ class Queue:
         *,
         wait_strategy: WaitStrategy | str = WaitStrategy.SPIN_THEN_PARK,
         spin_time: float = 20e-6,
+        verify: bool = False,
     ) -> QueueReader:
         """Open a reader. A ``name`` makes its position persistent (``commit()``); None reads anonymously.
 
+        ``verify=True`` checks every record's checksum (header and payload) and seq order before
+        delivering it; a damaged record raises :class:`DamagedRecordError` instead (see QueueReader).
+
         Raises ``QueueNotFoundError`` if no writer has created the queue yet (poll for it).
         """
-        return QueueReader(path, name, start, wait_strategy=wait_strategy, spin_time=spin_time)
+        return QueueReader(path, name, start, wait_strategy=wait_strategy, spin_time=spin_time, verify=verify)
 
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:

@@ -6,6 +6,7 @@ import math
 import os
 import struct
 import time
+import zlib
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from ._config import Start, WaitStrategy
 from ._errors import (
     ArgumentTypeError,
     CorruptSegmentError,
+    DamagedRecordError,
     ForkError,
     InvalidArgumentError,
     QueueClosedError,
@@ -41,6 +43,13 @@ _BODY = struct.Struct(L.RECORD_BODY_FORMAT)
 _SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
 _U32 = struct.Struct("<I")
 _HDR = L.RECORD_HEADER_LENGTH
+_CHECKED_END = L.REC_CHECKED_OFFSET + L.REC_CHECKED_LENGTH
+_HEADER_CK = L.HEADER_CHECKSUM_VERSION
+_adler32 = zlib.adler32
+#: verify: the seq rule for the next record. NONE: exactly the expected seq; FORWARD: or later (after
+#: padding, a segment change, a damaged record); ANY: at a new position, whose expected seq came from
+#: a record header not yet checked.
+_JUMP_NONE, _JUMP_FORWARD, _JUMP_ANY = 0, 1, 2
 _BODY_OFFSET = L.REC_TYPE_ID_OFFSET
 _ALIGN_M1 = L.RECORD_ALIGNMENT - 1
 _ALIGN_MASK = ~_ALIGN_M1
@@ -86,6 +95,18 @@ class QueueReader:
     A context manager. Use it from one thread at a time. A named reader owns
     ``readers/<name>.pos`` (one process per name); an anonymous reader
     (``name=None``) keeps no position and cannot commit.
+
+    ``verify`` (default off): check each record before delivering it, for damage that the
+    structural checks every reader makes (commit word = length + 1, a known type) cannot see:
+
+    - its Adler-32 checksum, over the header fields and the payload (segment format version 2;
+      over the payload alone in a version 1 segment);
+    - its seq: the one expected next, or later only right after padding, a segment change or a
+      damaged record; never earlier.
+
+    A record that fails raises :class:`DamagedRecordError` (with segment, offset and seqs) and is
+    not delivered; the reader moves past it, so the next ``next()`` continues after it.
+    ``damaged`` counts them. It costs about one checksum pass over the payload per message.
     """
 
     def __init__(
@@ -96,6 +117,7 @@ class QueueReader:
         *,
         wait_strategy: WaitStrategy | str = WaitStrategy.SPIN_THEN_PARK,
         spin_time: float = 20e-6,
+        verify: bool = False,
     ):
         self._closed = True
         self._forked: ForkError | None = None  # set in a forked child (_fork.py)
@@ -106,6 +128,11 @@ class QueueReader:
         if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
             raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
         self._spin_time = float(spin_time)
+        if not isinstance(verify, bool):
+            raise ArgumentTypeError(f"verify must be True or False, got {verify!r}")
+        self._verify = verify
+        self._may_jump = _JUMP_ANY  # verify: how the next seq may differ from the expected one (_JUMP_*)
+        self._damaged = 0
         self._ctl = self._seg = self._pos = None
         self._gone: DisconnectReason | None = None  # QUEUE_DELETED once a segment change found the queue gone
         self._timespec = np.zeros(2, np.int64)
@@ -165,6 +192,7 @@ class QueueReader:
         self._seg_id = seg_id
         self._seg_i32 = F.load_view(m)
         self._seg_mv = m.mv
+        self._seg_checks_header = F.segment_version(m) >= _HEADER_CK  # verify: the checksum covers the header
         if old is not None:
             old.close()
         return True
@@ -173,6 +201,7 @@ class QueueReader:
         """Position in the segment already mapped by ``_try_map``."""
         self._off = off
         self._next_seq = next_seq
+        self._may_jump = _JUMP_ANY  # a new position: its first intact record sets the seq order
 
     def _revalidate_position(self) -> None:
         """Make sure a saved position is still on a record boundary at or before the tail.
@@ -237,6 +266,8 @@ class QueueReader:
 
     def next(self) -> Message | None:
         """The next message, or None if none is committed yet. Never blocks."""
+        if self._verify:
+            return self._next_verified()
         off = self._off
         c = self._seg_i32[off >> 2]
         if not c:
@@ -250,7 +281,59 @@ class QueueReader:
         self._next_seq = seq + 1
         return _tuple_new(Message, (seq, ts, t, self._seg_mv[start : start + n]))
 
+    def _next_verified(self) -> Message | None:
+        """``next()`` with ``verify`` on: the same reads, then the checksum and the seq rule."""
+        off = self._off
+        c = self._seg_i32[off >> 2]
+        if not c:
+            return None
+        mv = self._seg_mv
+        t, seq, ts, n, ck = _BODY.unpack_from(mv, off + _BODY_OFFSET)
+        end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
+        if t < 0 or n != c - 1 or end > self._segment_size:
+            return self._next_slow(off, c, t, n)
+        start = off + _HDR
+        payload = mv[start : start + n]
+        seed = _adler32(mv[off + _BODY_OFFSET : off + _CHECKED_END]) if self._seg_checks_header else 1
+        expected = self._next_seq
+        if _adler32(payload, seed) != ck and not self._checksum_ok_now(off, payload, ck):
+            reason = "checksum"
+        elif seq != expected and not (self._may_jump == _JUMP_ANY or (self._may_jump and seq > expected)):
+            reason = "seq went back" if seq < expected else "seq jumped forward"
+        else:
+            self._off = end
+            self._next_seq = seq + 1
+            self._may_jump = _JUMP_NONE
+            return _tuple_new(Message, (seq, ts, t, payload))
+        self._off = end
+        self._may_jump = max(self._may_jump, _JUMP_FORWARD)
+        self._damaged += 1
+        raise DamagedRecordError(
+            f"segment {self._seg.path}: the record at offset {off} is damaged ({reason}: header seq {seq}, "
+            f"expected {expected}) and was not delivered; the reader moved past it. Restore the segment "
+            "from a copy to get it back, or go on reading (next() continues after it)",
+            self._seg_id, off, seq, expected, reason,
+        )
+
+    def _checksum_ok_now(self, off: int, payload: memoryview, ck: int) -> bool:
+        """A failed checksum, checked again under the segment's version read now: an empty segment
+        made by an older version is upgraded in place by the writer before its first record."""
+        self._seg_checks_header = F.segment_version(self._seg) >= _HEADER_CK
+        seed = _adler32(self._seg_mv[off + _BODY_OFFSET : off + _CHECKED_END]) if self._seg_checks_header else 1
+        return _adler32(payload, seed) == ck
+
+    @property
+    def damaged(self) -> int:
+        """Records this reader refused as damaged (``verify=True``), since it opened."""
+        return self._damaged
+
+    @property
+    def verify(self) -> bool:
+        """True if records are checked before delivery (see the class docstring)."""
+        return self._verify
+
     def _next_slow(self, off: int, c: int, t: int, n: int) -> Message | None:
+        self._may_jump = max(self._may_jump, _JUMP_FORWARD)  # padding or a segment end: seqs may skip after it
         rec = (_HDR + _ALIGN_M1 + n) & _ALIGN_MASK
         if n != c - 1 or t != L.PADDING_TYPE_ID or n < 0 or off + rec > self._segment_size:
             raise CorruptSegmentError(

@@ -13,7 +13,6 @@ import logging
 import os
 import struct
 import time
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -242,6 +241,4 @@ def _last_seq_before(w: "QueueWriter", seg_id: int, fallback: int) -> int:
 
 
 def _checksum_ok(w: "QueueWriter", off: int) -> bool:
-    mv = w._seg.mv
-    _t, _seq, _ts, n, ck = _BODY.unpack_from(mv, off + L.REC_TYPE_ID_OFFSET)
-    return zlib.adler32(mv[off + _HDR : off + _HDR + n]) == ck
+    return bool(R.record_ok(w._seg.arr, off))

@@ -55,6 +55,7 @@ _MAX_TYPE_ID = L.MAX_TYPE_ID
 _time_ns = time.time_ns
 _adler32 = zlib.adler32
 _pack_body = _BODY.pack_into
+_pack_checked = struct.Struct(L.RECORD_CHECKED_FORMAT).pack  # the header bytes a checksum covers
 _wake_if_waiting = K.wake_if_waiting
 
 #: bytes payloads up to this size are packed together with the header by one cached Struct.
@@ -142,6 +143,8 @@ class QueueWriter:
             raise
         self._closed = False
         _fork.track(self)
+        if F.segment_version(self._seg) < L.SEGMENT_VERSION:
+            self.roll()  # a head segment written by an older version: new records go to a current one
 
     # -- open and recovery ------------------------------------------------------------------
 
@@ -236,11 +239,12 @@ class QueueWriter:
         seq = q[_IDX_NEXT_SEQ]
         mv = self._seg_mv
         try:  # a failure here can only leave header bytes under a zero commit word: the slot is reused
+            ck = _adler32(payload, _adler32(_pack_checked(type_id, seq, timestamp_ns, n)))  # header, then payload
             if fused and n <= _FUSED_MAX:  # header and payload in one C call
                 pack = _fused_pack.get(n) or _make_fused_pack(n)
-                pack(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, _adler32(payload), payload)
+                pack(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, ck, payload)
             else:
-                _pack_body(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, _adler32(payload))
+                _pack_body(mv, off + _BODY_OFFSET, type_id, seq, timestamp_ns, n, ck)
                 mv[off + _HDR : off + _HDR + n] = payload
         except struct.error as e:
             raise InvalidArgumentError(f"append: timestamp_ns {timestamp_ns} is out of range: {e}") from None

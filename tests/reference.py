@@ -119,3 +119,14 @@ class ReferenceReader:
         i = bisect.bisect_left(stamps, timestamp_ns)  # timestamps never go backwards
         self.position = i
         return i < len(stamps)
+
+
+def record_checksum(type_id: int, seq: int, timestamp_ns: int, payload: bytes) -> int:
+    """A record's checksum as docs/format.md states it (segment version 2): Adler-32 over the
+    header fields type_id (i32), seq (i64), timestamp_ns (i64) and length (u32), little-endian,
+    then the payload."""
+    import struct
+    import zlib
+
+    header = struct.pack("<iqqI", type_id, seq, timestamp_ns, len(payload))
+    return zlib.adler32(bytes(payload), zlib.adler32(header))

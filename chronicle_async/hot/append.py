@@ -36,7 +36,7 @@ from .atomics import (
     store_release_i32_at,
     store_release_i64_at,
 )
-from .checksum import copy_and_adler32_at
+from .checksum import copy_and_adler32_at, header_seed_at
 from .syscalls import FUTEX_WAKE, SYS_FUTEX, WAKE_ALL, raw_syscall6
 
 #: What jitted user code needs to append: the segment and control mappings as uint8 arrays.
@@ -91,7 +91,8 @@ def write_record_at(rec_addr, type_id, seq, timestamp_ns, src_addr, n):
     store_plain_i64_at(rec_addr + L.REC_SEQ_OFFSET, seq)
     store_plain_i64_at(rec_addr + L.REC_TIMESTAMP_OFFSET, timestamp_ns)
     store_plain_i32_at(rec_addr + L.REC_LENGTH_OFFSET, n)
-    checksum = copy_and_adler32_at(rec_addr + L.RECORD_HEADER_LENGTH, src_addr, n, True)
+    seed = header_seed_at(rec_addr, L.SEGMENT_VERSION)  # the writer only appends to current-version segments
+    checksum = copy_and_adler32_at(rec_addr + L.RECORD_HEADER_LENGTH, src_addr, n, True, seed)
     store_plain_i32_at(rec_addr + L.REC_CHECKSUM_OFFSET, checksum)
 
 

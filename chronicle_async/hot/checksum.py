@@ -5,7 +5,8 @@ The Python face uses ``zlib.adler32`` (C speed). Jitted code uses
 computes the same value from the same 32-byte vector loads. Per 32-byte block
 ``S = sum(d_j)`` and ``W = sum(j * d_j)`` are computed with LLVM vector IR,
 then ``b += 32a + 32S - W`` and ``a += S``; remaining bytes use the scalar
-recurrence. Adler-32 is weak against deliberate tampering but is what recovery
+recurrence. From segment version 2 a record's checksum runs over its header fields and
+then its payload (``header_seed_at``, ``record_checksum_ok_at``). Adler-32 is weak against deliberate tampering but is what recovery
 needs: it tells a whole payload from a torn or zero-filled one.
 """
 from __future__ import annotations
@@ -14,8 +15,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import layout as L
 from ._jit import kernel
-from .atomics import address_of, load_plain_u8_at, store_plain_u8_at
+from .atomics import address_of, load_plain_i32_at, load_plain_u8_at, store_plain_u8_at
 
 ADLER_MOD = 65521
 _REDUCE_EVERY = 4096  # bytes between modulo reductions; keeps a and b far below 2**63
@@ -51,10 +53,13 @@ def _copy_block32_sums(typingctx, dst_addr, src_addr, do_copy):
 
 
 @kernel(inline="always")
-def copy_and_adler32_at(dst_addr, src_addr, n, do_copy):
-    """Adler-32 of the ``n`` bytes at ``src_addr``; if ``do_copy``, also copy them to ``dst_addr``."""
-    a = 1
-    b = 0
+def copy_and_adler32_at(dst_addr, src_addr, n, do_copy, seed=1):
+    """Adler-32 of the ``n`` bytes at ``src_addr``; if ``do_copy``, also copy them to ``dst_addr``.
+
+    ``seed`` continues a running checksum (``zlib.adler32(data, seed)``); 1 starts a new one.
+    """
+    a = seed & 0xFFFF
+    b = (seed >> 16) & 0xFFFF
     i = 0
     while n - i >= 32:
         sw = _copy_block32_sums(dst_addr + i, src_addr + i, do_copy)
@@ -73,6 +78,23 @@ def copy_and_adler32_at(dst_addr, src_addr, n, do_copy):
         b += a
         i += 1
     return ((b % ADLER_MOD) << 16) | (a % ADLER_MOD)
+
+
+@kernel(inline="always")
+def header_seed_at(rec_addr, version):
+    """The running checksum after a record's checked header bytes (1, nothing, for version 1)."""
+    seed = 1
+    if version >= L.HEADER_CHECKSUM_VERSION:
+        seed = copy_and_adler32_at(0, rec_addr + L.REC_CHECKED_OFFSET, L.REC_CHECKED_LENGTH, False, 1)
+    return seed
+
+
+@kernel(inline="always")
+def record_checksum_ok_at(rec_addr, n, version):
+    """True if the committed record at ``rec_addr`` (payload ``n`` bytes) matches its checksum."""
+    want = load_plain_i32_at(rec_addr + L.REC_CHECKSUM_OFFSET) & 0xFFFFFFFF
+    seed = header_seed_at(rec_addr, version)
+    return copy_and_adler32_at(0, rec_addr + L.RECORD_HEADER_LENGTH, n, False, seed) == want
 
 
 @kernel

@@ -44,6 +44,7 @@ Record: a 32-byte header and the payload, padded to a multiple of 64 bytes::
      +--------+--------+---------------+---------------+--------+--------+---------
      | commit | type_id|     seq       | timestamp_ns  | length |checksum| payload..
      +--------+--------+---------------+---------------+--------+--------+---------
+              |<------------- checked (version 2) ------------>|        |<- checked
 
 Commit word: 0 = nothing here yet; > 0 = committed, and equal to ``length + 1``.
 The writer stores it last (release, or seq_cst from jitted code); readers load
@@ -114,7 +115,8 @@ SEGMENT_SUFFIX = ".seg"
 SEGMENT_NAME_FORMAT = "{:012d}.seg"
 SEGMENT_TEMP_SUFFIX = ".seg.tmp"
 SEGMENT_MAGIC = 0x47535143  # b"CQSG"
-SEGMENT_VERSION = 1
+SEGMENT_VERSION = 2  # 2: the record checksum covers the header too; version 1 segments are still read
+SEGMENT_MIN_VERSION = 1  # the oldest segment format this code reads
 
 SEG_MAGIC_OFFSET = 0
 SEG_VERSION_OFFSET = SEG_MAGIC_OFFSET + SIZE_OF_I32
@@ -135,6 +137,13 @@ REC_TIMESTAMP_OFFSET = REC_SEQ_OFFSET + SIZE_OF_I64
 REC_LENGTH_OFFSET = REC_TIMESTAMP_OFFSET + SIZE_OF_I64
 REC_CHECKSUM_OFFSET = REC_LENGTH_OFFSET + SIZE_OF_I32
 RECORD_HEADER_LENGTH = REC_CHECKSUM_OFFSET + SIZE_OF_I32  # 32
+
+#: The checksum is Adler-32. From segment version ``HEADER_CHECKSUM_VERSION`` on it runs over the
+#: header bytes ``[REC_CHECKED_OFFSET, REC_CHECKSUM_OFFSET)`` (type_id, seq, timestamp_ns, length)
+#: and then the payload; in version 1 segments it covers the payload alone.
+HEADER_CHECKSUM_VERSION = 2
+REC_CHECKED_OFFSET = REC_TYPE_ID_OFFSET
+REC_CHECKED_LENGTH = REC_CHECKSUM_OFFSET - REC_CHECKED_OFFSET  # 24
 
 #: Reserved ``type_id`` of padding records (and of the end-of-segment marker).
 PADDING_TYPE_ID = -1
@@ -176,6 +185,7 @@ CONTROL_IDENTITY_FORMAT = "<IIqqqqqII"  # magic .. writer_flags, starting at CTL
 SEGMENT_HEADER_FORMAT = "<IIqqqq"  # magic .. created_ns, starting at SEG_MAGIC_OFFSET
 RECORD_HEADER_FORMAT = "<iiqqII"  # commit, type_id, seq, timestamp_ns, length, checksum
 RECORD_BODY_FORMAT = "<iqqII"  # type_id .. checksum, starting at REC_TYPE_ID_OFFSET
+RECORD_CHECKED_FORMAT = RECORD_BODY_FORMAT[:-1]  # the header bytes a version 2 checksum covers
 READER_HEADER_FORMAT = "<IIqq"
 READER_SLOT_FORMAT = "<qqqqqqI"  # generation .. checksum
 
@@ -291,7 +301,12 @@ SRC_SOURCE_ID = 10  # the id the handler sees as ``source``
 SRC_DELIVERED = 11  # messages handed to the handler
 SRC_UNCOMMITTED = 12  # messages handled since the last position commit
 SRC_CAN_PARK = 13  # 1 if the control mapping is writable (futex registration possible)
+SRC_VERIFY = 14  # 0: deliver as read; else SRC_VERIFY_ON | the SRC_VERIFY_* bits of the seq rule
+SRC_DAMAGED = 15  # records skipped as damaged (verify on): a checksum or seq-order failure
 SRC_FIELDS = 16
+SRC_VERIFY_ON = 1
+SRC_VERIFY_MAY_JUMP = 2  # the next seq may be later than expected (padding, a segment change, a damaged record)
+SRC_VERIFY_ANY_SEQ = 4  # a new position: the first intact record sets the seq order
 SRC_FREE = 0
 SRC_ACTIVE = 1
 SRC_RETIRED = 2

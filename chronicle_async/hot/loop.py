@@ -32,6 +32,7 @@ from .atomics import (
     address_of,
     cpu_relax,
     load_acquire_i64_at,
+    load_plain_i32_at,
     load_plain_i64_at,
     readonly_u8_at,
     store_plain_i32_at,
@@ -41,7 +42,8 @@ from .atomics import (
 from .clock import rdtsc
 from .idle import park_many, sched_yield
 from .position import commit_position_at
-from .read import read_next_at
+from .checksum import record_checksum_ok_at
+from .read import read_next_at, seq_in_order
 from .ring import claim_at, consume_at, peek_at, publish_at
 
 #: Handler result: handled; return to Python now (the Python-callback mode's batch is full).
@@ -69,6 +71,7 @@ EVENT_HANDLER_ERROR = 3  # source, arg0 = result, arg1 = seq
 EVENT_CORRUPT = 4  # source, arg0 = segment, arg1 = offset
 EVENT_STOPPED = 5  # arg0 = messages handled
 EVENT_BAD_COMMAND = 6  # arg0 = op, arg1 = arg0 of the command
+EVENT_DAMAGED = 7  # verify: a record skipped; source, arg0 = segment, arg1 = offset, arg2 = its seq, arg3 = expected
 
 
 # -- clock ----------------------------------------------------------------------------------
@@ -225,6 +228,28 @@ def _idle(sources, cmd, scratch_addr, idle, loop, empty):
     return idle[L.IDLE_SPINS] + idle[L.IDLE_YIELDS]  # stay at the parking stage until work comes
 
 
+@kernel
+def _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
+    """Verify mode: True if the record read at ``off`` passes its checksum and the seq rule
+    (``read.seq_in_order``). Otherwise count it, log it, step source ``i`` past it, and return False."""
+    rec = seg + poff - L.RECORD_HEADER_LENGTH
+    flags = sources[i, L.SRC_VERIFY]
+    may_jump = (flags & L.SRC_VERIFY_MAY_JUMP) != 0 or rec != seg + off or off == L.SEGMENT_DATA_OFFSET
+    expected = sources[i, L.SRC_NEXT_SEQ]
+    any_seq = (flags & L.SRC_VERIFY_ANY_SEQ) != 0
+    if record_checksum_ok_at(rec, n, load_plain_i32_at(seg + L.SEG_VERSION_OFFSET)) and (any_seq or seq_in_order(seq, expected, may_jump)):
+        if flags != L.SRC_VERIFY_ON:
+            sources[i, L.SRC_VERIFY] = L.SRC_VERIFY_ON
+        return True
+    sources[i, L.SRC_VERIFY] = flags | L.SRC_VERIFY_MAY_JUMP
+    sources[i, L.SRC_DAMAGED] += 1
+    sources[i, L.SRC_OFFSET] = nxt
+    sources[i, L.SRC_UNCOMMITTED] += 1
+    _log_at(log_addr, loop, LOG_ERROR, EVENT_DAMAGED, sources[i, L.SRC_SOURCE_ID], sources[i, L.SRC_SEG_ID],
+            rec - seg, seq, expected)
+    return False
+
+
 @kernel(cache=False)
 def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle, scratch, pass_mode):
     """The duty cycle. Returns an ``EXIT_*`` code; see the module docstring."""
@@ -277,6 +302,10 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                     loop[L.LOOP_ERROR] = code
                     _log_at(log_addr, loop, LOG_ERROR, EVENT_CORRUPT, source, sources[i, L.SRC_SEG_ID], nxt, 0, 0)
                     return EXIT_CORRUPT
+                if sources[i, L.SRC_VERIFY] != 0 and not _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
+                    off = nxt  # damaged: counted, logged and skipped, never handed to the handler
+                    k += 1
+                    continue
                 rc = handler(state, ctx, source, t, seq, ts, readonly_u8_at(seg + poff, n))
                 if rc != 0 and rc != YIELD:  # an error: the message stays unconsumed
                     loop[L.LOOP_ERROR] = rc

@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import layout as L
 from . import status
 from ._jit import kernel
-from .checksum import copy_and_adler32_at
+from .checksum import record_checksum_ok_at
 from .atomics import (
     address_of,
     load_acquire_i32,
@@ -150,6 +150,21 @@ def read_next(seg, off):
     return read_next_at(address_of(seg, 0), seg.shape[0], off)
 
 
+@kernel(inline="always")
+def seq_in_order(seq, expected, may_jump):
+    """The verification rule for seqs: the expected one, or later only where ``may_jump`` (right
+    after padding, a segment change or a damaged record); never earlier."""
+    return seq == expected or (may_jump and seq > expected)
+
+
+@kernel
+def record_ok(seg, off):
+    """True if the committed user record at ``off`` matches its checksum (header too, from version 2)."""
+    base = address_of(seg, 0)
+    n = load_plain_i32_at(base + off + L.REC_LENGTH_OFFSET)
+    return record_checksum_ok_at(base + off, n, load_plain_i32_at(base + L.SEG_VERSION_OFFSET))
+
+
 @kernel
 def any_nonzero(seg, start):
     """True if any byte at or after ``start`` is non-zero (dirty bytes past a crashed tail)."""
@@ -178,6 +193,7 @@ def find_intact(seg, start, min_seq, max_seq):
     """
     base = address_of(seg, 0)
     size = seg.shape[0]
+    version = load_plain_i32_at(base + L.SEG_VERSION_OFFSET)
     off = (start + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
     while off + L.RECORD_HEADER_LENGTH <= size:
         c = load_acquire_i32_at(base + off)
@@ -189,9 +205,7 @@ def find_intact(seg, start, min_seq, max_seq):
                 if min_seq <= seq < max_seq:
                     if t == L.PADDING_TYPE_ID and off + rec == size:
                         return off, seq
-                    if t >= 0 and off + rec <= size - L.RECORD_ALIGNMENT:
-                        want = load_plain_i32_at(base + off + L.REC_CHECKSUM_OFFSET) & 0xFFFFFFFF
-                        if copy_and_adler32_at(0, base + off + L.RECORD_HEADER_LENGTH, c - 1, False) == want:
-                            return off, seq
+                    if t >= 0 and off + rec <= size - L.RECORD_ALIGNMENT and record_checksum_ok_at(base + off, c - 1, version):
+                        return off, seq
         off += L.RECORD_ALIGNMENT
     return -1, -1

@@ -19,6 +19,7 @@ from chronicle_async.hot import checksum as C
 from chronicle_async.hot import layout as L
 from chronicle_async.hot import read as R
 from chronicle_async.hot import status as S
+from tests.reference import record_checksum
 
 SEG = 16 * 1024
 SEGMENT_FULL = S.SEGMENT_FULL
@@ -144,7 +145,7 @@ def test_jitted_records_carry_the_zlib_checksum_and_commit_word(queue_dir):
         seg = map_segment(queue_dir, 0)
         commit, t, seq, ts, n, ck = struct.unpack_from(L.RECORD_HEADER_FORMAT, seg, L.SEGMENT_DATA_OFFSET)
     assert (commit, t, seq, ts, n) == (len(payload) + 1, 3, 0, 77, len(payload))
-    assert ck == zlib.adler32(payload.tobytes())
+    assert ck == record_checksum(3, 0, 77, payload.tobytes())
 
 
 def test_python_and_jitted_appends_interleave_with_contiguous_seqs(queue_dir):
@@ -402,7 +403,7 @@ def _synthetic_segment_with_inner_padding() -> tuple[np.ndarray, list[int]]:
     def put(type_id, seq, payload_len):
         nonlocal off
         payload = bytes((j * 31 + payload_len) % 256 for j in range(payload_len))
-        struct.pack_into(L.RECORD_HEADER_FORMAT, seg, off, payload_len + 1, type_id, seq, 50 + seq, payload_len, zlib.adler32(payload))
+        struct.pack_into(L.RECORD_HEADER_FORMAT, seg, off, payload_len + 1, type_id, seq, 50 + seq, payload_len, record_checksum(type_id, seq, 50 + seq, payload))
         seg[off + L.RECORD_HEADER_LENGTH : off + L.RECORD_HEADER_LENGTH + payload_len] = np.frombuffer(payload, np.uint8)
         starts.append(off)
         off += L.record_length(payload_len)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import chronicle_async as ca
 from chronicle_async.hot import append as K
 from chronicle_async.hot import layout as L
+from tests.reference import record_checksum
 
 PACKAGE_DIR = pathlib.Path(ca.__file__).resolve().parent
 LINE = 128
@@ -358,7 +359,7 @@ def test_real_files_hold_each_field_at_its_layout_offset(queue_dir):
         commit, t, s, stamp, n, ck = struct.unpack_from(L.RECORD_HEADER_FORMAT, seg, off)
         assert commit == len(payload) + 1
         assert (t, s, stamp, n) == (tid, seq, ts, len(payload))
-        assert ck == zlib.adler32(payload)
+        assert ck == record_checksum(tid, seq, ts, payload)
         body = struct.unpack_from(L.RECORD_BODY_FORMAT, seg, off + L.REC_TYPE_ID_OFFSET)
         assert body == (t, s, stamp, n, ck)
         start = off + L.RECORD_HEADER_LENGTH
