@@ -56,8 +56,11 @@ class DamagedRecordError(CorruptSegmentError):
 
     Raised by ``next()`` of a reader opened with ``verify=True``; the record was *not* delivered.
     ``segment`` and ``offset`` locate it, ``seq`` is the seq its header claims (untrustworthy when
-    the checksum failed), ``expected_seq`` the seq the reader expected, ``reason`` says which check
-    failed. The reader has already moved past the record: ``next()`` goes on with the one after it.
+    the checksum failed; -1 when there is no header to read), ``expected_seq`` the seq the reader
+    expected, ``reason`` says what was found: ``"checksum"``, ``"seq went back"``, ``"seq jumped
+    forward"``, ``"malformed"`` (a header that does not hold together) or ``"hole"`` (a zero commit
+    word in a segment the writer has left). The reader has already moved past the damage (to the
+    next intact record): ``next()`` goes on from there.
     """
 
     def __init__(self, message: str, segment: int, offset: int, seq: int, expected_seq: int, reason: str):

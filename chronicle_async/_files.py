@@ -307,6 +307,30 @@ def read_head(path: str, length: int) -> bytes | None:
         os.close(fd)
 
 
+def is_blank(path: str) -> bool:
+    """True if ``path`` is a regular file holding no byte but zeros (or none): a segment file whose
+    creation reached the disk but none of whose contents did (a power cut without fsync)."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except (OSError, ChronicleError):
+        return False
+    try:
+        at = 0
+        size = 64  # a header that is not all zeros answers at once: the usual case costs one small read
+        while True:
+            chunk = os.pread(fd, size, at)
+            size = 1 << 20
+            if not chunk:
+                return True
+            if chunk.count(0) != len(chunk):
+                return False
+            at += len(chunk)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def exists(path: str, *, writing: bool = False) -> bool:
     """True if ``path`` exists, False if not; a QueuePermissionError (not False) if this user
     may not look (``writing``: the message says the caller needs to write there)."""

@@ -21,6 +21,7 @@ from ._errors import (
     BackPressureError,
     ChronicleError,
     CorruptSegmentError,
+    DamagedRecordError,
     ForkError,
     HandlerError,
     InvalidArgumentError,
@@ -494,14 +495,38 @@ class HotLoop:
                 f"({self._readers[slot].path}); the loop stopped and that message was not consumed",
                 int(self._loop[L.LOOP_ERROR]), int(self._loop[L.LOOP_ERROR_SOURCE]), int(self._loop[L.LOOP_ERROR_SEQ]),
             )
-        elif code == K.EXIT_CORRUPT:
+        elif code in (K.EXIT_CORRUPT, K.EXIT_HOLE):
             slot = int(self._loop[L.LOOP_EXIT_SLOT])
             r = self._readers[slot]
+            if r.verify:
+                self._skip_damaged(slot, "malformed" if code == K.EXIT_CORRUPT else "hole")
+                return True
+            what = ("has a malformed record at offset" if code == K.EXIT_CORRUPT else
+                    "has no record (a zero commit word), though its writer has moved on, at offset")
             raise CorruptSegmentError(
-                f"segment {int(self._sources[slot, L.SRC_SEG_ID])} of {r.path} has a malformed record at offset "
-                f"{int(self._sources[slot, L.SRC_OFFSET])}; the hot loop stopped. Remove the reader and seek() past it"
+                f"segment {int(self._sources[slot, L.SRC_SEG_ID])} of {r.path} {what} "
+                f"{int(self._sources[slot, L.SRC_OFFSET])}: the data there is damaged or lost; the hot loop stopped. "
+                "Open the reader with verify=True to skip damage, or remove the reader and seek() past it"
             )
         return True
+
+    def _skip_damaged(self, slot: int, reason: str) -> None:
+        """A verifying source stopped at a malformed record or a hole: move it to the next intact
+        record (or segment), count it and log it, as the kernel does for a record failing its checks."""
+        reader = self._sync_reader(slot)
+        row = self._sources[slot]
+        seg_id, off, expected = int(row[L.SRC_SEG_ID]), int(row[L.SRC_OFFSET]), int(row[L.SRC_NEXT_SEQ])
+        try:
+            reader._skip_damaged(off, reason, "damage that stops reading")
+        except DamagedRecordError:
+            pass  # what the reader raises to its own caller; the loop counts and logs it instead
+        self._fill_row(slot, reader)
+        row[L.SRC_DAMAGED] += 1
+        row[L.SRC_UNCOMMITTED] += 1
+        source = int(row[L.SRC_SOURCE_ID])
+        log.error("hot loop %s: source %d (%s): %s at offset %d of segment %d (seq %d expected) skipped",
+                  self._name, source, reader.path, reason, off, seg_id, expected)
+        self._log.try_push(_LOG.pack(time.time_ns(), K.LOG_ERROR, K.EVENT_DAMAGED, source, seg_id, off, -1, expected))
 
     def _raised(self, e: BaseException) -> HandlerError:
         """A jitted handler raised: name the message it failed on (still unconsumed) and commit."""

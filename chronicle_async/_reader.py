@@ -45,6 +45,7 @@ _U32 = struct.Struct("<I")
 _HDR = L.RECORD_HEADER_LENGTH
 _CHECKED_END = L.REC_CHECKED_OFFSET + L.REC_CHECKED_LENGTH
 _HEADER_CK = L.HEADER_CHECKSUM_VERSION
+_IDX_WRITE_SEGMENT = L.CTL_WRITE_SEGMENT_OFFSET // 8
 _adler32 = zlib.adler32
 #: verify: the seq rule for the next record. NONE: exactly the expected seq; FORWARD: or later (after
 #: padding, a segment change, a damaged record); ANY: at a new position, whose expected seq came from
@@ -271,7 +272,7 @@ class QueueReader:
         off = self._off
         c = self._seg_i32[off >> 2]
         if not c:
-            return None
+            return None if self._ctl_q[_IDX_WRITE_SEGMENT] <= self._seg_id else self._hole(off)
         t, seq, ts, n, _ck = _BODY.unpack_from(self._seg_mv, off + _BODY_OFFSET)
         end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
         if t < 0 or n != c - 1 or end > self._segment_size:
@@ -286,7 +287,7 @@ class QueueReader:
         off = self._off
         c = self._seg_i32[off >> 2]
         if not c:
-            return None
+            return None if self._ctl_q[_IDX_WRITE_SEGMENT] <= self._seg_id else self._hole(off)
         mv = self._seg_mv
         t, seq, ts, n, ck = _BODY.unpack_from(mv, off + _BODY_OFFSET)
         end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
@@ -315,6 +316,48 @@ class QueueReader:
             self._seg_id, off, seq, expected, reason,
         )
 
+    def _hole(self, off: int) -> Message | None:
+        """No record at ``off``, and the writer has moved on to a later segment.
+
+        The writer stores a segment's end marker before it moves to the next segment, so a zero
+        commit word that is still zero *after* that move is never going to be written: the bytes
+        from here on were lost (a power cut, a zeroed page, a stray write). A verifying reader
+        skips to the next intact record; any other reader raises, instead of waiting forever.
+        """
+        if self._gone is not None or self._seg_i32[off >> 2]:
+            return None if self._gone is not None else self.next()  # committed meanwhile: read it
+        if self._verify:
+            self._skip_damaged(off, "hole", "a zero commit word")
+        raise CorruptSegmentError(
+            f"segment {self._seg.path} has no record at offset {off} (a zero commit word), yet the writer has "
+            f"moved on to segment {int(self._ctl_q[_IDX_WRITE_SEGMENT])}: the data from here on in this segment "
+            f"was lost (seq {self._next_seq} expected). Open the reader with verify=True to skip such damage, "
+            "or seek() past it"
+        )
+
+    def _skip_damaged(self, off: int, reason: str, what: str) -> None:
+        """Verify mode: move past damage that stops reading (a malformed record, a hole) to the next
+        intact record of this segment (or the next segment), count it, and raise DamagedRecordError."""
+        expected = self._next_seq
+        limit = expected + self._segment_size // L.RECORD_ALIGNMENT
+        nxt, _seq = R.find_intact(self._seg.arr, off + L.RECORD_ALIGNMENT, max(expected, 0), limit)
+        seg_id = self._seg_id
+        if nxt >= 0:
+            self._off = nxt
+            where = f"reading goes on at offset {nxt}"
+        else:
+            self._off = self._segment_size - L.RECORD_ALIGNMENT  # nothing intact follows in this segment
+            self._advance_segment()
+            where = f"nothing intact follows in this segment; reading goes on in segment {self._seg_id}"
+        self._may_jump = max(self._may_jump, _JUMP_FORWARD)
+        self._damaged += 1
+        raise DamagedRecordError(
+            f"segment {F.segment_path(self._path, seg_id)}: {what} at offset {off} ({reason}; seq {expected} "
+            f"expected there); the damaged bytes were skipped, {where}. Restore the segment from a copy to "
+            "get what was lost",
+            seg_id, off, -1, expected, reason,
+        )
+
     def _checksum_ok_now(self, off: int, payload: memoryview, ck: int) -> bool:
         """A failed checksum, checked again under the segment's version read now: an empty segment
         made by an older version is upgraded in place by the writer before its first record."""
@@ -336,9 +379,12 @@ class QueueReader:
         self._may_jump = max(self._may_jump, _JUMP_FORWARD)  # padding or a segment end: seqs may skip after it
         rec = (_HDR + _ALIGN_M1 + n) & _ALIGN_MASK
         if n != c - 1 or t != L.PADDING_TYPE_ID or n < 0 or off + rec > self._segment_size:
+            if self._verify:
+                self._skip_damaged(off, "malformed", f"commit={c}, length={n}, type={t}")
             raise CorruptSegmentError(
                 f"segment {self._seg.path} has a malformed record at offset {off} (commit={c}, length={n}, type={t}); "
-                "the file is damaged: restore it from a backup, or seek() past it"
+                "the file is damaged: restore it from a backup, open the reader with verify=True to skip damage, "
+                "or seek() past it"
             )
         if off + rec < self._segment_size:
             self._off = off + rec

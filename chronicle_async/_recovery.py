@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _files as F
-from ._errors import CorruptRecordError
+from ._errors import CorruptRecordError, CorruptSegmentError
 from .hot import layout as L
 from .hot import read as R
 from .hot import status as S
@@ -73,8 +73,9 @@ class RecoveryReport:
     that failed its checksum and was covered; it is never given to another message. ``sealed``:
     ``(segment, offset)`` of an end marker added to a segment a crash left without one.
     ``holes``: damaged data inside committed data, covered only with ``repair=True`` (without
-    it, recovery raises :class:`CorruptRecordError` and changes nothing). ``next_seq``: where
-    the writer continues.
+    it, recovery raises :class:`CorruptRecordError` and changes nothing). ``recreated``: ids of
+    the newest segment files, found blank (all zeros or empty: lost in a power cut before any of
+    their bytes reached the disk) and created again. ``next_seq``: where the writer continues.
     """
 
     next_seq: int
@@ -82,11 +83,12 @@ class RecoveryReport:
     skipped_seq: int | None = None
     sealed: tuple[int, int] | None = None
     holes: tuple[Hole, ...] = ()
+    recreated: tuple[int, ...] = ()
 
     @property
     def clean(self) -> bool:
         """True if recovery changed nothing."""
-        return self.torn_tail is None and self.sealed is None and not self.holes
+        return self.torn_tail is None and self.sealed is None and not self.holes and not self.recreated
 
 
 def recover(w: "QueueWriter", repair: bool = False) -> RecoveryReport:
@@ -105,6 +107,7 @@ def recover(w: "QueueWriter", repair: bool = False) -> RecoveryReport:
     d = w._path
     clean = w._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] == L.WRITER_STATE_CLOSED
     seq_hint = int(q[_IDX_NEXT_SEQ])
+    recreated = _recreate_blank(w)
     ids = F.list_segments(d)
     seg_id = q[_IDX_WRITE_SEGMENT]
     if seg_id not in ids:
@@ -115,28 +118,26 @@ def recover(w: "QueueWriter", repair: bool = False) -> RecoveryReport:
     sealed = _seal_predecessor(w, seg_id, seq_hint, repair, holes)
     last_seq = -1  # the last user record passed, over every segment scanned
     w._map_segment(seg_id)
-    off, last_off = L.SEGMENT_DATA_OFFSET, -1  # last_off: the last user record in this segment
+    off = L.SEGMENT_DATA_OFFSET
     while True:
-        st, off, lseq, loff, _count = R.scan(w._seg.arr, off, R.SCAN_TO_TAIL, 0)
-        if lseq >= 0:
-            last_seq, last_off = lseq, loff
-        if st == S.END_OF_SEGMENT:
-            seg_id += 1
-            F.create_segment(d, seg_id, w._segment_size, w._queue_id)
-            w._map_segment(seg_id)
-            off, last_off = L.SEGMENT_DATA_OFFSET, -1
+        st, off, last_seq, damaged = _scan_to_stop(w, w._seg, seg_id, off, last_seq, seq_hint, repair, holes)
+        if st != S.END_OF_SEGMENT:
+            expected = (last_seq if last_seq >= 0 else _last_seq_before(w, seg_id, -1)) + 1
+            later = _data_after(w, seg_id, expected, seq_hint)
+            if later is None:
+                break  # nothing intact after the stop in any segment: it is the tail
+            seg_id, off = _bridge(w, seg_id, off, expected, later, repair, holes)
             continue
-        before = last_seq if last_seq >= 0 else _last_seq_before(w, seg_id, -1)
-        hole = _hole_at(w, w._seg, seg_id, off, before + 1, seq_hint, repair)
-        if hole is None:
-            break
-        holes.append(hole)  # covered with padding: scan on from the same offset, over it
-    torn = st == S.CORRUPT  # a malformed record with nothing intact after it: a torn tail
+        seg_id += 1
+        F.create_segment(d, seg_id, w._segment_size, w._queue_id)
+        w._map_segment(seg_id)
+        off = L.SEGMENT_DATA_OFFSET
+    torn = st == S.CORRUPT  # a malformed or damaged record with nothing intact after it: a torn tail
     skipped = None
-    if last_off >= 0 and not _checksum_ok(w, last_off):
+    if damaged is not None:
         log.warning("%s: tail record seq %d at offset %d fails its checksum; covering it (its seq is not reused)",
-                    w._seg.path, last_seq, last_off)
-        torn, off, skipped = True, last_off, last_seq
+                    w._seg.path, damaged, off)
+        skipped = last_seq = damaged
     torn_tail = None
     if torn or (not clean and R.any_nonzero(w._seg.arr, off)):
         log.warning("%s: covering torn or uncommitted bytes after offset %d with padding", w._seg.path, off)
@@ -150,10 +151,109 @@ def recover(w: "QueueWriter", repair: bool = False) -> RecoveryReport:
     if last_seq < 0:
         last_seq = _last_seq_before(w, seg_id, seq_hint - 1)
     next_seq = _never_below_committed(last_seq + 1, seq_hint, w._segment_size)
+    if next_seq > last_seq + 1 and off > L.SEGMENT_DATA_OFFSET:
+        # Seqs committed but lost are skipped. Say so in the segment: a seq jump after padding is a
+        # gap readers expect (verify); one straight after a record would read as damage.
+        if off + L.RECORD_ALIGNMENT <= L.segment_data_end(w._segment_size):
+            write_padding(w._seg, off, off + L.RECORD_ALIGNMENT, next_seq)
+            off += L.RECORD_ALIGNMENT
+        else:
+            write_end_marker(w._seg, off, next_seq)
+            seg_id += 1
+            F.create_segment(d, seg_id, w._segment_size, w._queue_id)
+            w._map_segment(seg_id)
+            off = L.SEGMENT_DATA_OFFSET
     q[_IDX_WRITE_SEGMENT] = seg_id
     q[_IDX_WRITE_OFFSET] = off
     q[_IDX_NEXT_SEQ] = next_seq
-    return RecoveryReport(next_seq, torn_tail, skipped, sealed, tuple(holes))
+    return RecoveryReport(next_seq, torn_tail, skipped, sealed, tuple(holes), recreated)
+
+
+def _recreate_blank(w: "QueueWriter") -> tuple[int, ...]:
+    """Create again every segment file that holds nothing but zeros, or no bytes at all.
+
+    A power cut after a segment was created but before any of it was synced (``Durability.NONE``
+    or ``ASYNC``) can leave such a file: no header, no record, nothing to lose. At or after the
+    head it was prepared or just rolled to; before the head its data was lost, and readers meet
+    the recreated, empty segment as a hole (``CorruptSegmentError``, or skipped with ``verify``).
+    """
+    done = []
+    for sid in F.list_segments(w._path):
+        path = F.segment_path(w._path, sid)
+        if not F.is_blank(path):
+            continue
+        log.warning("%s: segment %d is blank (created, then lost before any of it reached the disk); "
+                    "creating it again", w._path, sid)
+        os.unlink(path)
+        F.create_segment(w._path, sid, w._segment_size, w._queue_id)
+        done.append(sid)
+    return tuple(done)
+
+
+def _data_after(w: "QueueWriter", seg_id: int, seq: int, seq_hint: int) -> tuple[int, int, int] | None:
+    """The first intact committed record in a segment after ``seg_id``, as ``(segment, offset, seq)``.
+
+    After a power cut a later segment can hold data that reached the disk while the end of
+    ``seg_id`` did not: then the stop in ``seg_id`` is a hole, not the tail. None if no later
+    segment holds any (the usual case: at most a prepared, empty segment follows the head).
+    """
+    per_segment = w._segment_size // L.RECORD_ALIGNMENT
+    for sid in F.list_segments(w._path):
+        if sid <= seg_id:
+            continue
+        try:
+            m = F.open_segment(w._path, sid, w._segment_size, w._queue_id, writable=False)
+        except (FileNotFoundError, CorruptSegmentError):
+            continue  # unreadable: no intact data to keep there
+        try:
+            max_seq = max(seq_hint, seq) + (sid - seg_id + 1) * per_segment
+            off, found = R.find_intact(m.arr, L.SEGMENT_DATA_OFFSET, max(seq, 0), max_seq)
+        finally:
+            m.close()
+        if off >= 0:
+            return sid, int(off), int(found)
+    return None
+
+
+def _hole_into(w: "QueueWriter", seg_id: int, off: int, seq: int, later: tuple[int, int, int], repair: bool) -> Hole:
+    """The stop at ``off`` of ``seg_id`` is a hole that runs into segment ``later[0]``: raise
+    :class:`CorruptRecordError`, or (``repair``) say what is lost and return the hole to cover."""
+    lsid, loff, lseq = later
+    where = f"segment {seg_id} of {w._path}"
+    if not repair:
+        raise CorruptRecordError(
+            f"{where}: the record at offset {off} (seq {seq} expected there) is damaged or zeroed, and nothing "
+            f"intact follows in that segment, yet segment {lsid} holds intact records from offset {loff} (seq "
+            f"{lseq}): this is corruption (a power cut lost part of the data), not a torn tail, and nothing was "
+            f"changed. Restore the files from a copy, or open with Queue.open_publisher(path, repair=True) to "
+            f"skip from there to segment {lsid} (seqs {seq}..{lseq - 1} are then lost)",
+            seg_id, off, seq, loff, lseq,
+        )
+    log.warning("%s: repair: ending the segment at damaged offset %d and skipping to segment %d offset %d; "
+                "seqs %d..%d are lost", where, off, lsid, loff, seq, lseq - 1)
+    return Hole(seg_id, off, w._segment_size, seq, lseq)
+
+
+def _bridge(w: "QueueWriter", seg_id: int, off: int, seq: int, later: tuple[int, int, int], repair: bool,
+            holes: list[Hole]) -> tuple[int, int]:
+    """The stop at ``off`` of ``seg_id`` (seq ``seq`` expected) is a hole running into a later segment
+    (``later``, from :func:`_data_after`): raise :class:`CorruptRecordError`, or with ``repair`` end
+    this segment there, give every segment in between an end marker, cover the start of the later
+    one with padding, and return where the scan goes on."""
+    lsid, loff, lseq = later
+    holes.append(_hole_into(w, seg_id, off, seq, later, repair))
+    write_end_marker(w._seg, off, lseq)
+    for sid in range(seg_id + 1, lsid):
+        F.create_segment(w._path, sid, w._segment_size, w._queue_id)  # a missing one is made (kept if present)
+        w._map_segment(sid)
+        if not F.commit_view(w._seg)[L.SEGMENT_DATA_OFFSET >> 2]:
+            write_end_marker(w._seg, L.SEGMENT_DATA_OFFSET, lseq)
+            holes.append(Hole(sid, L.SEGMENT_DATA_OFFSET, w._segment_size, lseq, lseq))
+    w._map_segment(lsid)
+    if loff > L.SEGMENT_DATA_OFFSET:
+        write_padding(w._seg, L.SEGMENT_DATA_OFFSET, loff, lseq)
+        holes.append(Hole(lsid, L.SEGMENT_DATA_OFFSET, loff, lseq, lseq))
+    return lsid, L.SEGMENT_DATA_OFFSET
 
 
 def _never_below_committed(scanned_next: int, seq_hint: int, segment_size: int) -> int:
@@ -205,23 +305,53 @@ def _seal_predecessor(w: "QueueWriter", seg_id: int, seq_hint: int, repair: bool
         return None
     m = F.open_segment(w._path, prev, w._segment_size, w._queue_id, writable=True)
     try:
-        off, last = L.SEGMENT_DATA_OFFSET, -1
-        while True:
-            st, off, lseq, _lo, _n = R.scan(m.arr, off, R.SCAN_TO_TAIL, 0)
-            if lseq >= 0:
-                last = lseq
-            if st == S.END_OF_SEGMENT:
-                return None
-            before = last if last >= 0 else _last_seq_before(w, prev, -1)
-            hole = _hole_at(w, m, prev, off, before + 1, seq_hint, repair)
-            if hole is None:
-                break
-            holes.append(hole)
+        st, off, last, damaged = _scan_to_stop(w, m, prev, L.SEGMENT_DATA_OFFSET, -1, seq_hint, repair, holes)
+        if st == S.END_OF_SEGMENT:
+            return None
+        expected = (last if last >= 0 else _last_seq_before(w, prev, -1)) + 1
+        later = _data_after(w, prev, expected, seq_hint)
+        if later is not None and (later[0] > seg_id or later[2] > expected):  # seqs are missing: a hole
+            holes.append(_hole_into(w, prev, off, expected, later, repair))
+            write_end_marker(m, off, later[2])
+            return None
+        if damaged is not None:
+            log.warning("%s: record seq %d at offset %d of segment %d fails its checksum; the end marker covers it",
+                        w._path, damaged, off, prev)
+            expected = damaged + 1
         log.warning("%s: segment %d has no end marker (a crash during a roll); adding one at %d", w._path, prev, off)
-        write_end_marker(m, off, max(last + 1, 0))
+        write_end_marker(m, off, max(expected, 0))
         return (prev, off)
     finally:
         m.close()
+
+
+def _scan_to_stop(w: "QueueWriter", m: F.Mapping, seg_id: int, off: int, last_seq: int, seq_hint: int,
+                  repair: bool, holes: list[Hole]) -> tuple[int, int, int, int | None]:
+    """Scan segment ``seg_id`` (mapping ``m``) from ``off`` to its end marker or to its tail.
+
+    Every committed user record passed is checked against its checksum (header and payload). A
+    stop (a zero commit word, a malformed record, or a record failing its checksum) with intact
+    records after it is a hole: :class:`CorruptRecordError`, or with ``repair`` padding over it
+    (added to ``holes``) and the scan goes on. Returns ``(status, offset, last_seq, damaged)``:
+    ``END_OF_SEGMENT`` or the tail's status and offset; ``last_seq`` the last intact user record's
+    seq (carried in from earlier segments); ``damaged`` the seq expected at a tail record that is
+    committed but fails its checksum (torn by a power cut: its seq must not be reused), else None.
+    """
+    while True:
+        start = off
+        st, off, lseq, _loff, _n = R.scan(m.arr, off, R.SCAN_TO_TAIL, 0)
+        bad, good_seq = R.first_damaged(m.arr, start, off)
+        if bad >= 0:  # a committed record that fails its checksum: the stop is there
+            st, off, lseq = S.CORRUPT, bad, good_seq
+        if lseq >= 0:
+            last_seq = lseq
+        if st == S.END_OF_SEGMENT:
+            return st, off, last_seq, None
+        before = last_seq if last_seq >= 0 else _last_seq_before(w, seg_id, -1)
+        hole = _hole_at(w, m, seg_id, off, before + 1, seq_hint, repair)
+        if hole is None:
+            return st, off, last_seq, (before + 1 if bad >= 0 else None)
+        holes.append(hole)  # covered with padding: scan on from the same offset, over it
 
 
 def _last_seq_before(w: "QueueWriter", seg_id: int, fallback: int) -> int:
@@ -229,16 +359,12 @@ def _last_seq_before(w: "QueueWriter", seg_id: int, fallback: int) -> int:
     for sid in reversed([i for i in F.list_segments(w._path) if i < seg_id]):
         try:
             m = F.open_segment(w._path, sid, w._segment_size, w._queue_id, writable=False)
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, CorruptSegmentError):
+            continue  # missing or unreadable: readers report it where they meet it
         try:
-            _st, _off, lseq, _loff, _n = R.scan(m.arr, L.SEGMENT_DATA_OFFSET, R.SCAN_TO_TAIL, 0)
+            lseq = R.last_intact_seq(m.arr)  # past any damage: its seqs were given out
         finally:
             m.close()
         if lseq >= 0:
             return lseq
     return fallback
-
-
-def _checksum_ok(w: "QueueWriter", off: int) -> bool:
-    return bool(R.record_ok(w._seg.arr, off))

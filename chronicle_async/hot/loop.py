@@ -31,6 +31,7 @@ from .append import append_at
 from .atomics import (
     address_of,
     cpu_relax,
+    load_acquire_i32_at,
     load_acquire_i64_at,
     load_plain_i32_at,
     load_plain_i64_at,
@@ -57,10 +58,14 @@ EXIT_NEED_SEGMENT = 3  # source LOOP_EXIT_SLOT reached a segment end: map the ne
 EXIT_NEED_ROLL = 4  # an output is (nearly) full: roll its writer, re-enter
 EXIT_HANDLER_ERROR = 5  # LOOP_ERROR holds the handler's result; the message was not consumed
 EXIT_CORRUPT = 6  # source LOOP_EXIT_SLOT has a malformed record (LOOP_ERROR = status.CORRUPT)
+EXIT_HOLE = 7  # source LOOP_EXIT_SLOT waits at a zero commit word in a segment its writer has left
 EXIT_NAMES = {
     EXIT_STOPPED: "STOPPED", EXIT_ONCE: "ONCE", EXIT_YIELD: "YIELD", EXIT_NEED_SEGMENT: "NEED_SEGMENT",
-    EXIT_NEED_ROLL: "NEED_ROLL", EXIT_HANDLER_ERROR: "HANDLER_ERROR", EXIT_CORRUPT: "CORRUPT",
+    EXIT_NEED_ROLL: "NEED_ROLL", EXIT_HANDLER_ERROR: "HANDLER_ERROR", EXIT_CORRUPT: "CORRUPT", EXIT_HOLE: "HOLE",
 }
+#: Idle passes between two looks for a source stuck at a hole (``_find_hole``): the look reads each
+#: source's control line, which the writer changes at every append, so it stays off busy passes.
+HOLE_CHECK_EVERY = 64
 
 # Log levels and the loop's own events (the control plane turns them into text).
 LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 10, 20, 30, 40
@@ -229,6 +234,22 @@ def _idle(sources, cmd, scratch_addr, idle, loop, empty):
 
 
 @kernel
+def _find_hole(sources):
+    """The first active source whose next commit word is zero in a segment its writer has left
+    (the end marker is committed before the writer moves on, so that word will never be written);
+    -1 if none. Read on idle passes only."""
+    for i in range(sources.shape[0]):
+        if sources[i, L.SRC_STATE] != L.SRC_ACTIVE:
+            continue
+        seg_id = sources[i, L.SRC_SEG_ID]
+        at = sources[i, L.SRC_SEG_ADDR] + sources[i, L.SRC_OFFSET]
+        if load_acquire_i32_at(at) == 0 and load_acquire_i64_at(sources[i, L.SRC_CTL_ADDR] + L.CTL_WRITE_SEGMENT_OFFSET) > seg_id:
+            if load_acquire_i32_at(at) == 0:
+                return i
+    return -1
+
+
+@kernel
 def _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
     """Verify mode: True if the record read at ``off`` passes its checksum and the seq rule
     (``read.seq_in_order``). Otherwise count it, log it, step source ``i`` past it, and return False."""
@@ -263,6 +284,7 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
     max_cmds = loop[L.LOOP_MAX_COMMANDS]
     commit_every = loop[L.LOOP_COMMIT_EVERY]
     empty = 0
+    idle_passes = 0
     while True:
         work = 0
         # 1. commands: non-blocking, at most max_cmds per pass
@@ -327,10 +349,16 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                 if commit_every > 0 and (k < batch or sources[i, L.SRC_UNCOMMITTED] >= commit_every):
                     commit_source(sources, i, loop)  # a burst ended, or enough has piled up
         loop[L.LOOP_CYCLES] += 1
+        if got + work == 0 and idle_passes % HOLE_CHECK_EVERY == 0:  # now and then, on idle passes only
+            h = _find_hole(sources)
+            if h >= 0:
+                loop[L.LOOP_EXIT_SLOT] = h
+                return EXIT_HOLE
         if pass_mode == RUN_ONCE or (pass_mode == RUN_UNTIL_WORK and got > 0):
             return EXIT_ONCE
         # 3. idle strategy, only when the pass found nothing to do
         if got + work == 0:
+            idle_passes += 1
             empty = _idle(sources, cmd, scratch_addr, idle, loop, empty + 1)
         else:
             empty = 0

@@ -158,11 +158,25 @@ def seq_in_order(seq, expected, may_jump):
 
 
 @kernel
-def record_ok(seg, off):
-    """True if the committed user record at ``off`` matches its checksum (header too, from version 2)."""
+def first_damaged(seg, start, stop):
+    """The first user record in ``[start, stop)`` that fails its checksum (header too, from version 2).
+
+    ``[start, stop)`` must hold records ``scan`` passed (well formed, committed). Returns
+    ``(offset, last_good_seq)``: the damaged record's offset (-1 if none) and the seq of the last
+    user record before it (-1 if none).
+    """
     base = address_of(seg, 0)
-    n = load_plain_i32_at(base + off + L.REC_LENGTH_OFFSET)
-    return record_checksum_ok_at(base + off, n, load_plain_i32_at(base + L.SEG_VERSION_OFFSET))
+    version = load_plain_i32_at(base + L.SEG_VERSION_OFFSET)
+    last_seq = -1
+    off = start
+    while off < stop:
+        n = load_acquire_i32_at(base + off) - 1
+        if load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET) != L.PADDING_TYPE_ID:
+            if not record_checksum_ok_at(base + off, n, version):
+                return off, last_seq
+            last_seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
+        off += (L.RECORD_HEADER_LENGTH + n + L.RECORD_ALIGNMENT - 1) & _ALIGN_MASK
+    return -1, last_seq
 
 
 @kernel
@@ -209,3 +223,29 @@ def find_intact(seg, start, min_seq, max_seq):
                         return off, seq
         off += L.RECORD_ALIGNMENT
     return -1, -1
+
+
+@kernel
+def last_intact_seq(seg):
+    """The seq of the last intact user record anywhere in the segment, past any damage; -1 if none.
+
+    Follows the records from the start; at a stop (a zero commit word, a malformed record, a record
+    failing its checksum) looks for intact data beyond it (``find_intact``) and goes on from there.
+    Recovery uses it for segments it does not repair, so a seq on disk is never given again.
+    """
+    off = L.SEGMENT_DATA_OFFSET
+    last = -1
+    while True:
+        code, stop, lseq, _lo, _n = scan(seg, off, SCAN_TO_TAIL, 0)
+        bad, good = first_damaged(seg, off, stop)
+        if bad >= 0:
+            code, stop, lseq = status.CORRUPT, bad, good
+        if lseq > last:
+            last = lseq
+        if code == status.END_OF_SEGMENT:
+            return last
+        nxt, _seq = find_intact(seg, stop + L.RECORD_ALIGNMENT, last + 1, 1 << 62)
+        if nxt < 0:
+            return last
+        off = nxt
+

@@ -138,7 +138,7 @@ def judge_copy(path: str, max_size: int, acked: int | None) -> dict:
     Returns what was read; ``problems`` lists every torn message, non-increasing seq, acknowledged
     seq missing, or error.
     """
-    from chronicle_async import ChronicleError, CorruptRecordError, Queue
+    from chronicle_async import ChronicleError, CorruptRecordError, DamagedRecordError, Queue
 
     out: dict[str, Any] = {"path": path, "problems": [], "repaired": False}
     try:
@@ -159,8 +159,16 @@ def judge_copy(path: str, max_size: int, acked: int | None) -> dict:
                 out["problems"].append(f"append after recovery did not return seq {seq}")
         w.close()
         seqs = []
-        with Queue.open_subscriber(path, None, "earliest") as r:
-            for m in r:
+        damaged = []
+        with Queue.open_subscriber(path, None, "earliest", verify=True) as r:  # the first read after a crash
+            while True:
+                try:
+                    m = r.next()
+                except DamagedRecordError as e:  # lost in the cut: skipped, never delivered
+                    damaged.append((e.expected_seq, e.reason))
+                    continue
+                if m is None:
+                    break
                 err = check_message(m, m.seq, max_size)
                 if err:
                     out["problems"].append(f"torn message: {err}")
@@ -169,6 +177,7 @@ def judge_copy(path: str, max_size: int, acked: int | None) -> dict:
                 seqs.append(m.seq)
                 if len(out["problems"]) > 5:
                     break
+        out["damaged"] = damaged[:5]
         out["count"] = len(seqs)
         out["last"] = seqs[-1] if seqs else None
         gaps = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]

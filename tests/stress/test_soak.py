@@ -16,7 +16,7 @@ process, are flat: the second half's maximum is not above the first half's maxim
 than a small margin. Not modelled: several writer processes, crashes (test_kill9.py), disks
 filling (test_disk_full.py).
 
-Duration: ``CHRONICLE_SOAK_SECONDS`` (default 60); ``make soak`` runs 30 minutes.
+Duration: ``CHRONICLE_SOAK_SECONDS`` (default 60; ``make test`` gives the first interpreter 180); ``make soak`` runs 30 minutes.
 """
 from __future__ import annotations
 

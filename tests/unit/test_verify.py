@@ -313,3 +313,122 @@ def test_version_1_segments_are_verified_by_their_payload_checksum_and_a_writer_
     versions = _versions(queue_dir)
     assert versions[head] == 1 and all(v == 2 for sid, v in versions.items() if sid > head)
     assert _read_all(queue_dir, True) == (_expected(range(150)), [])
+
+
+# -- damage that stops reading: a hole (zero commit word) or a malformed record in an older segment --
+
+
+def _older_segment_records(queue_dir, n: int = 600) -> tuple[dict, int]:
+    """Fill 4+ segments; return the records and the id of the oldest (never scanned by recovery)."""
+    _fill(queue_dir, n)
+    where = _records(queue_dir)
+    segments = sorted({L.parse_segment_file_name(os.path.basename(p)) for p, _ in where.values()})
+    assert len(segments) >= 4, "recovery scans the head and the one before it; the damage must be older"
+    return where, segments[0]
+
+
+@pytest.mark.parametrize("damage", ["commit word", "page", "malformed"])
+def test_a_reader_never_waits_forever_at_damage_in_a_segment_the_writer_has_left(queue_dir, damage):
+    where, oldest = _older_segment_records(queue_dir)
+    victims = sorted(s for s, (p, _o) in where.items() if L.parse_segment_file_name(os.path.basename(p)) == oldest)
+    victim = victims[len(victims) // 3]
+    path, off = where[victim]
+    with open(path, "r+b") as f:
+        if damage == "commit word":
+            f.seek(off)
+            f.write(bytes(4))
+        elif damage == "page":  # a 4 KiB page lost in a power cut: every record starting in it is gone
+            f.seek(off & ~4095)
+            f.write(bytes(4096))
+        else:
+            f.seek(off + L.REC_LENGTH_OFFSET)
+            f.write(struct.pack("<i", 9_999))
+    lost = {s for s, (p, o) in where.items() if p == path and (o == off if damage != "page" else o >> 12 == off >> 12)}
+    if damage == "page":
+        lost |= {s for s, (p, o) in where.items() if p == path and o < off and o + L.record_length(len(_payload(s))) > (off & ~4095)}
+    with Queue.open_publisher(queue_dir) as w:  # recovery does not scan the oldest segments: it opens
+        w.append(0, b"after")
+    # a plain reader stops there with a typed error instead of returning None for ever
+    with Queue.open_subscriber(queue_dir, None, "earliest") as r:
+        seqs = []
+        with pytest.raises(CorruptSegmentError) as e:
+            while (m := r.next()) is not None:
+                seqs.append(m.seq)
+        assert seqs == list(range(min(lost)))
+        assert path in str(e.value) and "verify=True" in str(e.value)
+    # a verifying reader skips the damage, says what it expected, and reaches the end
+    got, errors = _read_all(queue_dir, True)
+    reason = {"commit word": "hole", "page": "hole", "malformed": "malformed"}[damage]
+    assert [(e.reason, e.expected_seq) for e in errors] == [(reason, min(lost))]
+    assert [g[0] for g in got] == [s for s in range(601) if s not in lost]
+
+
+def test_a_reader_racing_a_writer_that_rolls_often_never_mistakes_a_segment_end_for_a_hole(queue_dir):
+    import threading
+
+    count = 30_000
+    with Queue.open_publisher(queue_dir, WriterConfig(segment_size=SEG)) as w:
+        r = Queue.open_subscriber(queue_dir, None, "earliest")
+
+        def write() -> None:
+            for i in range(count):
+                w.append(1, b"%06d" % i)
+
+        t = threading.Thread(target=write)
+        t.start()
+        seqs = 0
+        try:
+            while seqs < count:
+                m = r.next()  # raises CorruptSegmentError on a false hole
+                if m is not None:
+                    assert m.seq == seqs
+                    seqs += 1
+        finally:
+            t.join()
+            r.close()
+        assert w.segment_id > 50  # many segment ends were crossed at the live tail
+
+
+@pytest.mark.parametrize("damage", ["commit word", "malformed"])
+def test_a_hot_loop_source_skips_damage_that_stops_reading_when_verifying_and_stops_with_a_typed_error_otherwise(queue_dir, damage):
+    where, oldest = _older_segment_records(queue_dir)
+    victims = sorted(s for s, (p, _o) in where.items() if L.parse_segment_file_name(os.path.basename(p)) == oldest)
+    victim = victims[len(victims) // 2]
+    path, off = where[victim]
+    with open(path, "r+b") as f:
+        f.seek(off if damage == "commit word" else off + L.REC_LENGTH_OFFSET)
+        f.write(bytes(4) if damage == "commit word" else struct.pack("<i", 9_999))
+    for verify in (True, False):
+        state = np.zeros((N * 6, 3), np.int64)
+        loop = HotLoop(_note, state)
+        try:
+            loop.add_reader(Queue.open_subscriber(queue_dir, None, "earliest", verify=verify), source=0)
+            if verify:
+                for _ in range(100_000):
+                    if not loop.run_once() and loop.damaged(0):
+                        break
+                while loop.run_once():
+                    pass
+                assert loop.damaged(0) == 1
+                assert [int(q) for q in state[1 : state[0, 0] + 1, 1]] == [s for s in range(600) if s != victim]
+                events = [r for r in loop.drain_log() if r.event == "damaged record"]
+                assert [(r.args[0], r.args[1], r.args[3]) for r in events] == [(oldest, off, victim)]
+            else:
+                with pytest.raises(CorruptSegmentError, match="verify=True"):
+                    for _ in range(100_000):
+                        loop.run_once()
+                assert int(state[0, 0]) == victim  # delivered up to the damage, nothing after it
+        finally:
+            loop.close()
+
+
+def test_seqs_that_recovery_skips_are_announced_by_padding_so_a_verifying_reader_takes_the_jump(queue_dir):
+    _fill(queue_dir, 10)
+    with open(os.path.join(queue_dir, L.CONTROL_FILE_NAME), "r+b") as f:
+        f.seek(L.CTL_NEXT_SEQ_OFFSET)  # seqs 10..14 were committed (and maybe read), then lost in a power cut
+        f.write(struct.pack("<q", 15))
+    with Queue.open_publisher(queue_dir) as w:
+        assert w.recovery.next_seq == 15
+        assert w.append(0, b"after") == 15  # never a seq a reader may have seen
+    got, errors = _read_all(queue_dir, True)
+    assert errors == [] and [g[0] for g in got] == list(range(10)) + [15]
