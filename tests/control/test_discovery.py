@@ -524,3 +524,35 @@ async def test_discovery_latency_from_a_new_queue_to_its_first_message_in_the_ha
     )
     assert all(s > 0 for s in samples_ms), samples_ms
     assert p50 < 200, samples_ms
+
+
+async def test_fifos_in_a_queue_never_block_discovery_in_a_control_plane_nor_leaving_it(root, hot, caplog) -> None:
+    """A FIFO where a segment or the reader's position file should be: discovery logs the queue as
+    broken, finds the good queues, and ``async with ControlPlane`` is left promptly (nothing blocked
+    in an open() of a FIFO, in an I/O thread or anywhere)."""
+    from chronicle_async import ControlPlane
+
+    loop, state = hot
+    caplog.set_level(logging.WARNING, logger="chronicle_async")
+    bad_seg = make_queue(root, "fifo-segment", 3)
+    (bad_seg / "000000000000.seg").unlink()
+    os.mkfifo(bad_seg / "000000000000.seg")
+    bad_pos = make_queue(root, "fifo-position", 3)
+    (bad_pos / "readers").mkdir(exist_ok=True)
+    os.mkfifo(bad_pos / "readers" / f"{READER}.pos")
+    make_queue(root, "good", 5)
+    t0 = time.monotonic()
+
+    async def scenario() -> None:
+        async with ControlPlane(loop) as plane:
+            d = plane.discover(root, READER, rescan_interval=None)
+            source = await asyncio.wait_for(d.wait_for_queue("good"), T)
+            await until(lambda: state[source, 0] == 5, what="the good queue's messages")
+            await until(lambda: d.failures >= 2, what="both FIFO queues logged as failures")
+            assert set(d.queues) == {"good"}
+
+    await asyncio.wait_for(scenario(), 3 * T)
+    assert time.monotonic() - t0 < 3 * T
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("fifo-segment" in m and "FIFO" in m for m in messages), messages
+    assert any("fifo-position" in m and "FIFO" in m for m in messages), messages
