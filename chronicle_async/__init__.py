@@ -2,14 +2,19 @@
 
 Layout of the package:
 
-- ``chronicle_async`` (this face): every public name, re-exported below.
+- ``chronicle_async`` (this face): the queue, its readers and writers, the hot loop, and
+  every error; ``import chronicle_async`` loads no asyncio, watchfiles or pandas.
 - ``chronicle_async.hot``: the data plane. Layout, atomics, and numba kernels that
   append and read with no syscalls, locks or allocations. Import its kernels to call
   them from your own ``@numba.njit`` code (``hot.append.append``).
 - ``chronicle_async.hot.loop``: what a jitted :class:`HotLoop` handler calls
   (``emit``, ``param``, ``log``, ``clock``); ``chronicle_async.hot.ring``: the SPSC ring kernels.
 - ``chronicle_async.control``: the asyncio control plane (``ControlPlane``, discovery,
-  ``PassiveDiscovery``, ``async for`` over readers, ``run`` on uvloop).
+  ``PassiveDiscovery``, ``wait_async``, ``run`` on uvloop).
+- ``chronicle_async.frames``: queues as numpy arrays and pandas frames, and plots (notebooks).
+
+The control-plane and notebook names are also reachable here (``chronicle_async.ControlPlane``),
+loaded on first use; they are listed only in their subpackage's ``__all__``.
 - private ``_*`` modules: the Python face over the hot kernels, and file handling.
 """
 from __future__ import annotations
@@ -55,29 +60,38 @@ from ._status import WriterStatus as WriterStatus
 from ._recovery import RecoveryReport as RecoveryReport
 from ._writer import QueueWriter as QueueWriter
 from .retention import cleanup_segments as cleanup_segments
-from .control import Connected as Connected
-from .control import ControlPlane as ControlPlane
-from .control import Disconnected as Disconnected
-from .control import Discovery as Discovery
-from .control import PassiveDiscovery as PassiveDiscovery
-from .control import Waiting as Waiting
-from .control import WorkerFailure as WorkerFailure
-from .control import wait_async as wait_async
-from .frames import plot_interarrival as plot_interarrival
-from .frames import plot_latency as plot_latency
-from .frames import read_array as read_array
-from .frames import read_array_async as read_array_async
-from .frames import read_dataframe as read_dataframe
-from .frames import read_dataframe_async as read_dataframe_async
+
+#: Reachable as ``chronicle_async.X`` too, loaded on first use, so that ``import chronicle_async``
+#: in a plain writer or reader process loads no asyncio, watchfiles or pandas. Their public home,
+#: and the only place they are listed, is the subpackage named here.
+_ELSEWHERE = {
+    "Connected": "control", "ControlPlane": "control", "Disconnected": "control", "Discovery": "control",
+    "PassiveDiscovery": "control", "Waiting": "control", "WorkerFailure": "control", "wait_async": "control",
+    "plot_interarrival": "frames", "plot_latency": "frames", "read_array": "frames", "read_array_async": "frames",
+    "read_dataframe": "frames", "read_dataframe_async": "frames",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _ELSEWHERE.get(name)
+    if home is None:
+        raise AttributeError(f"module 'chronicle_async' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ELSEWHERE))
+
 
 __version__ = "0.1.0"
 
 __all__ = (
     "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
-    "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing",
-    "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
-    "wait_async", "plot_interarrival", "plot_latency", "read_array", "read_array_async", "read_dataframe",
-    "read_dataframe_async", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DamagedRecordError", "DiskFullError",
+    "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DamagedRecordError", "DiskFullError",
     "DisconnectReason", "Durability", "ForkError", "InvalidArgumentError", "Message", "NotAQueueError",
     "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError",
     "QueueReader", "QueueWriter", "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",

@@ -19,10 +19,10 @@ from . import _args as A
 from . import _files as F
 from ._errors import ChronicleError, CorruptQueueError
 from ._lock import is_locked, read_owner, writer_lock_held
+from ._status import WRITER_STATE_NAMES
 from .hot import layout as L
 
-_STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
-_STATE_WORDS = {v: k for k, v in _STATE_NAMES.items()}
+_STATE_WORDS = {v: k for k, v in WRITER_STATE_NAMES.items()}
 _I64 = struct.Struct("<q")
 
 
@@ -113,7 +113,7 @@ def control_fields(path: str, ttl: float = 1.0) -> dict[str, Any]:
             "created_ns": info.created_ns,
             "epoch": q[L.CTL_WRITER_EPOCH_OFFSET // 8],
             "pid": q[L.CTL_WRITER_PID_OFFSET // 8],
-            "state": _STATE_NAMES.get(i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
+            "state": WRITER_STATE_NAMES.get(i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
             "flags": i32[L.CTL_WRITER_FLAGS_OFFSET // 4],
             "head_segment": q[L.CTL_WRITE_SEGMENT_OFFSET // 8],
             "head_offset": q[L.CTL_WRITE_OFFSET_OFFSET // 8],

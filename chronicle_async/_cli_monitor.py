@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from ._cli_inspect import fmt_age, fmt_bytes, iso_ns, queue_snapshot
 from ._errors import ChronicleError, NotAQueueError, QueuePermissionError
-from ._files import exists, read_permission_error
+from ._files import exists, nearest_existing_dir, read_permission_error
 from .hot import layout as L
 
 #: How long a new writer epoch is flagged in the status column.
@@ -28,16 +28,6 @@ EPOCH_FLAG_S = 10.0
 ONCE_RATE_WINDOW_S = 0.2
 #: Frames are at least this far apart, however busy the watched folder is.
 MIN_FRAME_GAP_S = 0.1
-
-
-def _nearest_existing_dir(path: str) -> str:
-    p = path
-    while not os.path.isdir(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            return p
-        p = parent
-    return p
 
 
 def fmt_rate(r: float | None) -> str:
@@ -83,7 +73,7 @@ class Monitor:
         if exists(self.root) and not os.path.isdir(self.root):
             raise NotAQueueError(f"{self.root} is a file, not a bus root folder; pass the folder that holds the queues")
         if not os.path.isdir(self.root):
-            near = _nearest_existing_dir(self.root)
+            near = nearest_existing_dir(self.root)
             snap["waiting"] = f"waiting for bus root {self.root} to appear (watching {near})"
             return snap
         try:
@@ -207,7 +197,7 @@ class _Waiter:
         self._broken = False
 
     def wait(self, root: str) -> None:
-        target = root if os.path.isdir(root) else _nearest_existing_dir(root)
+        target = root if os.path.isdir(root) else nearest_existing_dir(root)
         if self._broken or not os.path.isdir(target):
             time.sleep(self._interval)
             return

@@ -307,6 +307,18 @@ def read_head(path: str, length: int) -> bytes | None:
         os.close(fd)
 
 
+def nearest_existing_dir(path: str) -> str:
+    """``path`` itself if it is a folder, else its closest existing ancestor folder (what to watch
+    for a queue that does not exist yet)."""
+    p = path
+    while not os.path.isdir(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            return p
+        p = parent
+    return p
+
+
 def is_blank(path: str) -> bool:
     """True if ``path`` is a regular file holding no byte but zeros (or none): a segment file whose
     creation reached the disk but none of whose contents did (a power cut without fsync)."""

@@ -90,5 +90,5 @@ class Housekeeper(threading.Thread):
 
         cfg = w.config
         cleanup_segments(
-            w.path, w.segment_id, 0, w.segment_size, max_bytes=cfg.max_bytes, max_segments=cfg.max_segments
+            w.path, w.segment_id, w.segment_size, max_bytes=cfg.max_bytes, max_segments=cfg.max_segments
         )

@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._idle import ParkCounts
 from ._lock import writer_lock_held
-from ._status import DisconnectReason, WriterStatus
+from ._status import WRITER_STATE_NAMES, DisconnectReason, WriterStatus
 from ._sys import asymmetric_fence
 from ._warm import warm_waiters
 from .hot.syscalls import HAVE_RAW_SYSCALL
@@ -40,8 +40,6 @@ from ._position import PositionFile
 log = logging.getLogger("chronicle_async")
 
 _BODY = struct.Struct(L.RECORD_BODY_FORMAT)
-_SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
-_U32 = struct.Struct("<I")
 _HDR = L.RECORD_HEADER_LENGTH
 _CHECKED_END = L.REC_CHECKED_OFFSET + L.REC_CHECKED_LENGTH
 _HEADER_CK = L.HEADER_CHECKSUM_VERSION
@@ -54,7 +52,6 @@ _JUMP_NONE, _JUMP_FORWARD, _JUMP_ANY = 0, 1, 2
 _BODY_OFFSET = L.REC_TYPE_ID_OFFSET
 _ALIGN_M1 = L.RECORD_ALIGNMENT - 1
 _ALIGN_MASK = ~_ALIGN_M1
-_STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
 _tuple_new = tuple.__new__
 _monotonic = time.monotonic
 #: How long ``wait()`` sleeps (at most) before returning False on a queue deleted under the reader.
@@ -669,7 +666,7 @@ class QueueReader:
             lock_held=held,
             pid=q[L.CTL_WRITER_PID_OFFSET // 8],
             epoch=q[L.CTL_WRITER_EPOCH_OFFSET // 8],
-            state="deleted" if gone else _STATE_NAMES.get(self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
+            state="deleted" if gone else WRITER_STATE_NAMES.get(self._ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4], "unknown"),
             heartbeat_ns=hb,
             heartbeat_age=age,
             ttl=float(ttl),

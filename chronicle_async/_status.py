@@ -4,6 +4,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .hot import layout as L
+
+#: ``writer_state`` words of the control file, as ``WriterStatus.state`` and ``chronicle inspect`` name them.
+WRITER_STATE_NAMES = {L.WRITER_STATE_NONE: "none", L.WRITER_STATE_OPEN: "open", L.WRITER_STATE_CLOSED: "closed"}
+
 
 class DisconnectReason(enum.Enum):
     """Why a reader should consider its writer gone (``QueueReader.detect_disconnect``)."""

@@ -174,7 +174,6 @@ def delete_segments(queue_dir: str, ids: list[int]) -> list[int]:
 def cleanup_segments(
     path: str | os.PathLike,
     head_segment: int,
-    head_offset: int,
     segment_size: int,
     *,
     max_bytes: int | None = None,
@@ -186,7 +185,6 @@ def cleanup_segments(
     segment a live named reader still needs (nothing when no reader exists).
     With ``max_bytes`` / ``max_segments``, deletes oldest first only while the
     files on disk exceed a cap (soft caps: live readers still win).
-    ``head_offset`` is accepted for compatibility and not needed for the rule.
     Safe beside a live writer and readers: see :func:`plan_cleanup`.
     """
     queue_dir = os.fspath(path)

@@ -18,9 +18,14 @@ OUT = ROOT / "docs" / "api.md"
 #: (module, names, heading, intro) for each section; names None = the module's __all__.
 SECTIONS: list[tuple[str, list[str] | None, str, str]] = [
     ("chronicle_async", None, "chronicle_async",
-     "Every public name of the package, on one face: `from chronicle_async import ...`."),
-    ("chronicle_async.control", ["run", "next_async"], "chronicle_async.control",
-     "The control plane's extras (everything else of it is also on the main face)."),
+     "The queue, its readers and writers, the hot loop and every error: `from chronicle_async import ...`. "
+     "`import chronicle_async` loads no asyncio, watchfiles or pandas."),
+    ("chronicle_async.control", None, "chronicle_async.control",
+     "The asyncio control plane. Its names (all but `run` and `next_async`) are also reachable as "
+     "`chronicle_async.X`, loaded on first use."),
+    ("chronicle_async.frames", None, "chronicle_async.frames",
+     "Queues as numpy arrays and pandas frames, and plots, for notebooks. The `read_*` and `plot_*` names "
+     "are also reachable as `chronicle_async.X`, loaded on first use."),
     ("chronicle_async.hot.append", ["append", "append_from", "append_batch", "WriterHandle"], "chronicle_async.hot.append",
      "Jitted append kernels for your own `@numba.njit` code (see `QueueWriter.hot_handle`)."),
     ("chronicle_async.hot.read", ["read_next", "peek"], "chronicle_async.hot.read",

@@ -48,3 +48,54 @@ def test_cli_help_compiles_no_kernel():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_import_loads_no_asyncio_watchfiles_pandas_or_control_plane():
+    code = (
+        "import sys, chronicle_async\n"
+        "print(sorted(m for m in ('asyncio', 'watchfiles', 'pandas', 'uvloop', 'chronicle_async.control',\n"
+        "                         'chronicle_async.frames') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+PUBLIC_MODULES = ("chronicle_async", "chronicle_async.control", "chronicle_async.frames")
+
+
+def test_every_public_object_has_one_public_path():
+    """Each public object is listed in exactly one public ``__all__``, and says that module is its home."""
+    import importlib
+
+    homes: dict[int, list[str]] = {}
+    for modname in PUBLIC_MODULES:
+        mod = importlib.import_module(modname)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            homes.setdefault(id(obj), []).append(f"{modname}.{name}")
+            if isinstance(obj, type) or callable(obj):
+                assert getattr(obj, "__module__", modname) == modname, (name, obj.__module__)
+    twice = [paths for paths in homes.values() if len(paths) > 1]
+    assert not twice, twice
+
+
+def test_control_plane_and_notebook_names_stay_reachable_from_the_top_level():
+    from chronicle_async import control, frames
+
+    for name in control.__all__:
+        if name not in ("next_async", "run"):
+            assert getattr(chronicle_async, name) is getattr(control, name), name
+    for name in ("read_array", "read_array_async", "read_dataframe", "read_dataframe_async", "plot_latency",
+                 "plot_interarrival"):
+        assert getattr(chronicle_async, name) is getattr(frames, name), name
+    assert "ControlPlane" in dir(chronicle_async) and "ControlPlane" not in chronicle_async.__all__
+    try:
+        chronicle_async.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_face_has_at_most_41_names():
+    assert len(chronicle_async.__all__) <= 41  # issue 11 aims at 35; see docs/architecture.md

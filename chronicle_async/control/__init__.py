@@ -29,3 +29,12 @@ __all__ = [
     "Connected", "ControlPlane", "Disconnected", "Discovery", "PassiveDiscovery", "Waiting", "WorkerFailure",
     "next_async", "run", "wait_async",
 ]
+
+for _name in __all__:  # tracebacks and docs show chronicle_async.control.X, their one public path
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("chronicle_async.control."):
+        try:
+            _obj.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -131,17 +131,6 @@ Event = Waiting | Connected | Disconnected
 _AWAY = (DisconnectReason.WRITER_DIED, DisconnectReason.WRITER_CLOSED)
 
 
-def _nearest_existing_dir(path: str) -> str:
-    """``path`` itself if it is a folder, else its closest existing ancestor folder."""
-    p = path
-    while not os.path.isdir(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            return p
-        p = parent
-    return p
-
-
 def _control_identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(F.control_path(path))
@@ -339,11 +328,11 @@ class PassiveDiscovery:
             r = QueueReader(self._path, self._name, self._start, wait_strategy=self._strategy, spin_time=self._spin_time)
         except FileNotFoundError as e:  # QueueNotFoundError, or files vanishing under a deletion
             why = str(e) if isinstance(e, QueueNotFoundError) else f"the queue is being deleted ({e})"
-            return None, why, True, _nearest_existing_dir(self._path)
+            return None, why, True, F.nearest_existing_dir(self._path)
         except (ArgumentTypeError, InvalidArgumentError):
             raise
         except (ChronicleError, OSError) as e:  # a name in use, a queue half deleted, a damaged file
-            return None, f"{type(e).__name__}: {e}", False, _nearest_existing_dir(self._path)
+            return None, f"{type(e).__name__}: {e}", False, F.nearest_existing_dir(self._path)
         try:
             self._settle(r)
             identity = _control_identity(self._path)

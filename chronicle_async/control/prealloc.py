@@ -76,8 +76,6 @@ class Prealloc:
                 self._pending.discard(id(writer))
             self.dropped += 1  # the writer will create the segment itself, as without a control plane
 
-    notify_from_any_thread = request  # the writer's roll hook
-
     async def run(self) -> None:
         """Serve requests on the prealloc thread until cancelled (then the thread is released)."""
         fut = self._loop.run_in_executor(self._executor, self._serve)

@@ -24,12 +24,16 @@ from .atomics import (
     store_relaxed_i32_at,
 )
 from .ring import peek_at
-from .syscalls import FUTEX_WAIT, MACHINE, SYS_FUTEX, raw_syscall6
-from .wait import EAGAIN, ETIMEDOUT, MEMBARRIER_CMD_GLOBAL_EXPEDITED, SYS_MEMBARRIER
-
-SYS_SCHED_YIELD = {"x86_64": 24, "aarch64": 124}.get(MACHINE, -1)
-SYS_CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}.get(MACHINE, -1)
-SYS_FUTEX_WAITV = 449  # the same number on x86-64 and aarch64
+from .syscalls import (
+    FUTEX_WAIT,
+    SYS_CLOCK_GETTIME,
+    SYS_FUTEX,
+    SYS_FUTEX_WAITV,
+    SYS_MEMBARRIER,
+    SYS_SCHED_YIELD,
+    raw_syscall6,
+)
+from .wait import EAGAIN, ETIMEDOUT, MEMBARRIER_CMD_GLOBAL_EXPEDITED
 FUTEX2_SIZE_U32 = 0x02
 CLOCK_REALTIME = 0
 CLOCK_MONOTONIC = 1

@@ -1,4 +1,4 @@
-"""Raw Linux syscalls callable from jitted code: futex wait/wake.
+"""Raw Linux syscalls callable from jitted code, and every syscall number the kernels use.
 
 The syscall is issued with inline assembly (no libc, no ctypes pointer), so
 kernels that use it stay cacheable. Only x86-64 and aarch64 are supported; on
@@ -21,7 +21,12 @@ from numba.extending import intrinsic
 MACHINE = platform.machine()
 HAVE_RAW_SYSCALL = MACHINE in ("x86_64", "aarch64")
 
+# Every syscall number the kernels use, for this machine (-1: unsupported, the call returns -ENOSYS).
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(MACHINE, -1)
+SYS_FUTEX_WAITV = 449  # the same number on x86-64 and aarch64 (Linux 5.16+)
+SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283}.get(MACHINE, -1)
+SYS_SCHED_YIELD = {"x86_64": 24, "aarch64": 124}.get(MACHINE, -1)
+SYS_CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}.get(MACHINE, -1)
 FUTEX_WAIT = 0
 FUTEX_WAKE = 1
 WAKE_ALL = 0x7FFFFFFF

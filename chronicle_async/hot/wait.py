@@ -18,9 +18,8 @@ from __future__ import annotations
 from . import layout as L
 from ._jit import kernel
 from .atomics import address_of, fetch_add_seq_cst_i32, fetch_max_seq_cst_i64, load_acquire_i32
-from .syscalls import FUTEX_WAIT, MACHINE, SYS_FUTEX, raw_syscall6
+from .syscalls import FUTEX_WAIT, SYS_FUTEX, SYS_MEMBARRIER, raw_syscall6
 
-SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283}.get(MACHINE, -1)
 MEMBARRIER_CMD_QUERY = 0
 MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1
 MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2

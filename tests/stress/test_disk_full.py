@@ -184,7 +184,7 @@ def test_cleanup_segments_frees_space_for_the_writer_after_disk_full(small_tmpfs
         check_disk_full_error(e, w, queue)
         appended = w.next_seq
         # No live named reader holds segments back; a cap of 2 files deletes the oldest ones.
-        deleted = cleanup_segments(queue, w.segment_id, 0, w.segment_size, max_segments=2)
+        deleted = cleanup_segments(queue, w.segment_id, w.segment_size, max_segments=2)
         assert deleted and deleted == list(range(deleted[0], deleted[-1] + 1)) and deleted[0] == 0
         assert w.segment_id not in deleted
         for s in range(appended, appended + 300):
@@ -246,7 +246,7 @@ def test_append_batch_on_full_disk_can_be_retried_without_duplicates(small_tmpfs
         assert done == 0 or getattr(error, "appended", None) == done or f"0..{done - 1}" in str(error), (
             f"{done} of the {batch} messages were appended, and the error does not say so: {error}"
         )
-        cleanup_segments(queue, w.segment_id, 0, w.segment_size, max_segments=2)  # free space
+        cleanup_segments(queue, w.segment_id, w.segment_size, max_segments=2)  # free space
         assert w.append_batch(payloads[done:], tids[done:]) == first + done
         total = w.next_seq
     finally:
