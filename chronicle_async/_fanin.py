@@ -22,11 +22,12 @@ _time_ns = time.time_ns
 
 
 class _Source:
-    __slots__ = ("sid", "reader", "head", "before")
+    __slots__ = ("sid", "reader", "cursor", "head", "before")
 
     def __init__(self, sid: int, reader: QueueReader):
         self.sid = sid
         self.reader = reader
+        self.cursor = reader.cursor  # where the reader is: read and moved through it, never its internals
         self.head: Message | None = None  # the one buffered message
         self.before: tuple[int, int, int] | None = None  # (segment, offset, seq) of `head`'s record
 
@@ -77,7 +78,7 @@ class FanInReader:
         self._check_open()
         if not isinstance(reader, QueueReader):
             raise ArgumentTypeError(f"add_reader takes a QueueReader, not {type(reader).__name__}")
-        reader._check_open()
+        reader.cursor.check_open()
         if any(s.reader is reader for s in self._sources):
             raise InvalidArgumentError(f"{reader!r} is already a source of this FanInReader")
         if len(self._sources) >= L.FUTEX_WAITV_MAX - 1:
@@ -103,7 +104,7 @@ class FanInReader:
     def _unbuffer(s: _Source) -> None:
         if s.head is not None:
             seg, off, seq = s.before
-            s.reader._off, s.reader._next_seq = off, seq
+            s.cursor.move_to(off, seq)
             s.head = s.before = None
 
     @property
@@ -120,7 +121,7 @@ class FanInReader:
         The reason is ``QUEUE_DELETED`` (deleted, or replaced by a new queue). Everything they held was handed out
         first; they no longer hold the merge back (the watermark) or take part in ``wait()``, and the
         others keep flowing. :meth:`remove_reader` gives such a reader back (then close it)."""
-        return {sid: s.reader._gone or DisconnectReason.QUEUE_DELETED for sid, s in self._dropped.items()}
+        return {sid: s.cursor.gone or DisconnectReason.QUEUE_DELETED for sid, s in self._dropped.items()}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -128,19 +129,19 @@ class FanInReader:
         gone = False
         for s in self._sources:
             if s.head is None:
-                r = s.reader
-                m = r.next()
+                m = s.reader.next()
                 if m is not None:
+                    c = s.cursor
                     s.head = m
-                    s.before = (r._seg_id, r._off - L.record_length(len(m.payload)), m.seq)
-                elif r._gone is not None:
+                    s.before = (c.segment_id, c.offset - L.record_length(len(m.payload)), m.seq)
+                elif s.cursor.gone is not None:
                     gone = True
         if gone:
             self._drop_gone()
 
     def _drop_gone(self) -> None:
         """Take out the sources whose queue was deleted under them (rare): the others go on."""
-        for s in [s for s in self._sources if s.head is None and s.reader._gone is not None]:
+        for s in [s for s in self._sources if s.head is None and s.cursor.gone is not None]:
             self._sources.remove(s)
             self._dropped[s.sid] = s
 
@@ -214,6 +215,18 @@ class FanInReader:
                 slice_ = min(slice_, deadline - now)
             self._park(max(slice_, 1e-6))
 
+    def poll(self) -> float | None:
+        """Refill the sources that hold no message (never blocks) and say when :meth:`next` may hand
+        one out: 0.0 now, else the seconds until a held message is released (``lateness``), or None
+        if no source holds one. For waits built outside this class, such as the asyncio waits."""
+        self._check_open()
+        self._fill()
+        return self._hold_s()
+
+    def unbuffered_readers(self) -> list[QueueReader]:
+        """The readers of the sources that hold no message: the ones a wait must watch."""
+        return [s.reader for s in self._sources if s.head is None]
+
     @property
     def park_counts(self) -> ParkCounts:
         """How the parks of :meth:`wait` ended (:class:`ParkCounts`); ``missed`` must stay 0."""
@@ -236,14 +249,11 @@ class FanInReader:
         return 0.0 if left <= 0 else left / 1e9
 
     def _park(self, seconds: float) -> None:
-        empty = [s.reader for s in self._sources if s.head is None]
+        empty = [s.cursor for s in self._sources if s.head is None]
         table = np.zeros((len(empty), L.SRC_FIELDS), np.int64)
-        for i, r in enumerate(empty):
+        for i, c in enumerate(empty):
+            c.to_row(table[i])
             table[i, L.SRC_STATE] = L.SRC_ACTIVE
-            table[i, L.SRC_SEG_ADDR] = r._seg.arr.ctypes.data
-            table[i, L.SRC_OFFSET] = r._off
-            table[i, L.SRC_CTL_ADDR] = r._ctl_arr.ctypes.data
-            table[i, L.SRC_CAN_PARK] = 1 if r._can_park else 0
         self._park_counts[K.py_park(table, self._bell.buffer, self._scratch, int(seconds * 1e9))] += 1
 
     # -- positions -----------------------------------------------------------------------------
@@ -252,14 +262,12 @@ class FanInReader:
         """Commit every named source at exactly what has been handed out."""
         self._check_open()
         for s in self._sources:
-            r = s.reader
-            if r._pos is None:
-                continue
+            c = s.cursor
             if s.head is not None:
                 seg, off, seq = s.before
             else:
-                seg, off, seq = r._seg_id, r._off, r._next_seq
-            r._pos.commit(seg, off, seq, r._epoch, durable)
+                seg, off, seq = c.segment_id, c.offset, c.next_seq
+            c.commit(seg, off, seq, durable)
 
     # -- lifetime ------------------------------------------------------------------------------
 

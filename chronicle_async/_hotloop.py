@@ -235,13 +235,14 @@ class HotLoop:
         self._check_open()
         if not isinstance(reader, QueueReader):
             raise ArgumentTypeError(f"add_reader takes a QueueReader, not {type(reader).__name__}")
-        reader._check_open()
+        cursor = reader.cursor
+        cursor.check_open()
         if source is not None and (isinstance(source, bool) or not isinstance(source, int)):
             raise ArgumentTypeError(f"source must be an int, not {type(source).__name__}")
         with self._lock:
             if any(r is reader for r in self._readers.values()):
                 raise InvalidArgumentError(f"{reader!r} is already owned by this loop")
-            other = getattr(reader, "_hot_owner", None)
+            other = cursor.owner
             if other is not None and other is not self:
                 raise InvalidArgumentError(
                     f"{reader!r} is already owned by another HotLoop ({other!r}): a reader has one owner at a "
@@ -257,19 +258,18 @@ class HotLoop:
             slot = self._free.pop()
             row = self._sources[slot]
             row[:] = 0
-            self._fill_row(slot, reader)
+            cursor.to_row(row, generation=True)
             if reader.verify:
                 row[L.SRC_VERIFY] |= L.SRC_VERIFY_ANY_SEQ  # a new position: its first intact record sets the order
             row[L.SRC_SOURCE_ID] = slot if source is None else source
-            row[L.SRC_POS_GEN] = reader._pos._gen if reader._pos is not None else 0
             self._readers[slot] = reader
-            reader._hot_owner = self
+            cursor.owner = self
             if self.running:
                 try:
                     self._send(L.CMD_ADD_READER, slot)
                 except BaseException:
                     del self._readers[slot]
-                    reader._hot_owner = None
+                    cursor.owner = None
                     self._free.append(slot)
                     raise
             else:
@@ -277,26 +277,12 @@ class HotLoop:
             return int(row[L.SRC_SOURCE_ID])
 
     def _fill_row(self, slot: int, reader: QueueReader) -> None:
-        row = self._sources[slot]
-        row[L.SRC_SEG_ADDR] = reader._seg.arr.ctypes.data
-        row[L.SRC_SEG_SIZE] = reader._segment_size
-        row[L.SRC_SEG_ID] = reader._seg_id
-        row[L.SRC_OFFSET] = reader._off
-        row[L.SRC_NEXT_SEQ] = reader._next_seq
-        row[L.SRC_CTL_ADDR] = reader._ctl_arr.ctypes.data
-        row[L.SRC_POS_ADDR] = reader._pos._map.arr.ctypes.data if reader._pos is not None else 0
-        row[L.SRC_EPOCH] = reader._epoch
-        row[L.SRC_CAN_PARK] = 1 if reader._can_park else 0
-        row[L.SRC_VERIFY] = L.SRC_VERIFY_ON | L.SRC_VERIFY_MAY_JUMP if reader.verify else 0  # a segment start
+        reader.cursor.to_row(self._sources[slot])
 
     def _sync_reader(self, slot: int) -> QueueReader:
         """Copy the hot thread's view of a source back into its reader object."""
         reader = self._readers[slot]
-        row = self._sources[slot]
-        reader._off = int(row[L.SRC_OFFSET])
-        reader._next_seq = int(row[L.SRC_NEXT_SEQ])
-        if reader._pos is not None:
-            reader._pos._gen = int(row[L.SRC_POS_GEN])
+        reader.cursor.from_row(self._sources[slot])
         return reader
 
     def remove_reader(self, source: int, timeout: float = _COMMAND_WAIT_S) -> QueueReader:
@@ -328,7 +314,7 @@ class HotLoop:
             row[L.SRC_UNCOMMITTED] += 1
             K.py_commit_source(self._sources, slot, self._loop)
         reader = self._sync_reader(slot)
-        reader._hot_owner = None
+        reader.cursor.owner = None
         del self._readers[slot]
         self._disconnected.pop(slot, None)
         row[:] = 0
@@ -517,7 +503,7 @@ class HotLoop:
         row = self._sources[slot]
         seg_id, off, expected = int(row[L.SRC_SEG_ID]), int(row[L.SRC_OFFSET]), int(row[L.SRC_NEXT_SEQ])
         try:
-            reader._skip_damaged(off, reason, "damage that stops reading")
+            reader.cursor.skip_damaged(reason)
         except DamagedRecordError:
             pass  # what the reader raises to its own caller; the loop counts and logs it instead
         self._fill_row(slot, reader)
@@ -538,8 +524,8 @@ class HotLoop:
             row = self._sources[slot]
             source = int(row[L.SRC_SOURCE_ID])
             seq = int(row[L.SRC_NEXT_SEQ])
-            if row[L.SRC_SEG_ADDR] == reader._seg.arr.ctypes.data:  # the record the handler was given
-                seq = _Q.unpack_from(reader._seg_mv, int(row[L.SRC_OFFSET]) + L.REC_SEQ_OFFSET)[0]
+            if row[L.SRC_SEG_ADDR] == reader.cursor.segment_address:  # the record the handler was given
+                seq = _Q.unpack_from(reader.cursor.segment.mv, int(row[L.SRC_OFFSET]) + L.REC_SEQ_OFFSET)[0]
             where = f" on message seq {seq} of source {source} ({reader.path})"
         self._commit_all()
         err = HandlerError(
@@ -552,10 +538,10 @@ class HotLoop:
     def _advance(self, slot: int) -> None:
         """A source reached its segment's end: map the next segment (rare; takes the GIL)."""
         reader = self._sync_reader(slot)
-        if reader._advance_segment():
+        if reader.cursor.advance_segment():
             self._fill_row(slot, reader)
-        elif reader._gone is not None:
-            self._disconnect(slot, reader._gone)
+        elif reader.cursor.gone is not None:
+            self._disconnect(slot, reader.cursor.gone)
         else:
             time.sleep(0.001)  # the next segment is not there yet (a writer mid-roll): look again soon
 
@@ -608,8 +594,8 @@ class HotLoop:
         for j, (source, type_id, seq, ts, addr, length) in enumerate(rows):
             slot = by_source[source]
             reader = self._readers[slot]
-            start = addr - reader._seg.arr.ctypes.data
-            msg = Message(seq, ts, type_id, reader._seg_mv[start : start + length])
+            start = addr - reader.cursor.segment_address
+            msg = Message(seq, ts, type_id, reader.cursor.segment.mv[start : start + length])
             touched.add(slot)
             try:
                 self._handler(source, msg)
@@ -635,7 +621,7 @@ class HotLoop:
             reader = self._readers[slot]
             delivered_not = sum(1 for r in undelivered if r[0] == source)
             row = self._sources[slot]
-            row[L.SRC_OFFSET] = addr - reader._seg.arr.ctypes.data - L.RECORD_HEADER_LENGTH
+            row[L.SRC_OFFSET] = addr - reader.cursor.segment_address - L.RECORD_HEADER_LENGTH
             row[L.SRC_NEXT_SEQ] = seq
             row[L.SRC_DELIVERED] -= delivered_not
             self._loop[L.LOOP_MESSAGES] -= delivered_not

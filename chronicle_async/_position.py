@@ -37,6 +37,20 @@ class PositionFile:
         #: ``(segment, offset, next_seq)`` of the newest valid slot, or None if never committed.
         self.saved = saved
 
+    @property
+    def generation(self) -> int:
+        """The generation of the last slot written (a HotLoop writes slots itself, then hands it back)."""
+        return self._gen
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._gen = value
+
+    @property
+    def address(self) -> int:
+        """Address of the mapped file, for jitted code that commits positions (``hot.position``)."""
+        return self._map.arr.ctypes.data
+
     @classmethod
     def open(cls, queue_dir: str, name: str, segment_size: int, queue_id: int) -> "PositionFile":
         """Open (creating) ``readers/<name>.pos`` of the queue with ``queue_id``, taking the reader name.

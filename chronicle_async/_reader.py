@@ -133,6 +133,8 @@ class QueueReader:
         self._damaged = 0
         self._ctl = self._seg = self._pos = None
         self._gone: DisconnectReason | None = None  # QUEUE_DELETED once a segment change found the queue gone
+        self._owner: object | None = None  # the HotLoop that owns this reader while it reads it
+        self._cursor = ReaderCursor(self)
         self._timespec = np.zeros(2, np.int64)
         self._park_counts = np.zeros(PARK_OUTCOMES, np.int64)  # how this reader's parks ended (park_counts)
         try:
@@ -361,6 +363,12 @@ class QueueReader:
         self._seg_checks_header = F.segment_version(self._seg) >= _HEADER_CK
         seed = _adler32(self._seg_mv[off + _BODY_OFFSET : off + _CHECKED_END]) if self._seg_checks_header else 1
         return _adler32(payload, seed) == ck
+
+    @property
+    def cursor(self) -> "ReaderCursor":
+        """This reader's position and mapped files, for the library's consumers of readers
+        (``HotLoop``, ``FanInReader``, the asyncio waits, ``frames``); see :class:`ReaderCursor`."""
+        return self._cursor
 
     @property
     def damaged(self) -> int:
@@ -749,13 +757,13 @@ class QueueReader:
         self._seg_i32 = self._ctl_i32 = self._ctl_q = _fork.ForkedView(self._forked)
         self._seg_mv = self._ctl_arr = None
         self._pos = None
-        self._hot_owner = None
+        self._owner = None
 
     def close(self) -> None:
         """Release the reader name and unmap. Does not commit."""
         if self._closed:
             return
-        if getattr(self, "_hot_owner", None) is not None:
+        if self._owner is not None:
             raise InvalidArgumentError(
                 f"reader {self._name!r} of {self._path} is owned by a HotLoop, which reads its mapping: "
                 "take it back with loop.remove_reader(source), or close the loop (which closes it)"
@@ -787,4 +795,153 @@ class _ClosedView:
     def __getitem__(self, _key: object) -> int:
         raise QueueClosedError("the queue reader is closed")
 
+
+class ReaderCursor:
+    """Where one :class:`QueueReader` is, and the mapped files it reads: the one object through
+    which the library's consumers of a reader (``HotLoop``, ``FanInReader``, the asyncio waits,
+    ``frames``) see and move its position. It is also the only place that knows how a position
+    maps to a row of a jitted source table (``to_row`` / ``from_row``).
+
+    Not for applications: use the reader's own methods. Same thread rules as its reader.
+    """
+
+    __slots__ = ("_r",)
+
+    def __init__(self, reader: QueueReader):
+        self._r = reader
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def check_open(self) -> None:
+        self._r._check_open()
+
+    @property
+    def closed(self) -> bool:
+        return self._r._closed
+
+    @property
+    def gone(self) -> DisconnectReason | None:
+        """``QUEUE_DELETED`` once the reader found its queue deleted (or replaced) under it."""
+        return self._r._gone
+
+    @property
+    def verify(self) -> bool:
+        return self._r._verify
+
+    @property
+    def segment_id(self) -> int:
+        return self._r._seg_id
+
+    @property
+    def offset(self) -> int:
+        return self._r._off
+
+    @property
+    def next_seq(self) -> int:
+        return self._r._next_seq
+
+    def move_to(self, offset: int, next_seq: int) -> None:
+        """Set the position inside the mapped segment (a consumer took messages the reader did not)."""
+        self._r._off = offset
+        self._r._next_seq = next_seq
+
+    @property
+    def segment(self) -> "F.Mapping":
+        """The mapped segment being read (``.arr``, ``.mv``, ``.path``)."""
+        return self._r._seg
+
+    @property
+    def segment_address(self) -> int:
+        return self._r._seg.arr.ctypes.data
+
+    @property
+    def segment_size(self) -> int:
+        return self._r._segment_size
+
+    @property
+    def control_words(self) -> tuple[Any, Any]:
+        """The control file's ``int32`` and ``int64`` views (futex word, waiters, the writer's head)."""
+        return self._r._ctl_i32, self._r._ctl_q
+
+    def writer_head(self) -> tuple[int, int, int]:
+        """The writer's ``(write_segment, write_offset, next_seq)`` as the control file says now."""
+        q = self._r._ctl_q
+        return (int(q[L.CTL_WRITE_SEGMENT_OFFSET // 8]), int(q[L.CTL_WRITE_OFFSET_OFFSET // 8]),
+                int(q[L.CTL_NEXT_SEQ_OFFSET // 8]))
+
+    def has_data(self) -> bool:
+        """True if a record is committed at the position (no other check)."""
+        r = self._r
+        return bool(r._seg_i32[r._off >> 2])
+
+    # -- moves ---------------------------------------------------------------------------------
+
+    def advance_segment(self) -> bool:
+        """At a segment's end: map the next segment (or the next one present). False if none yet."""
+        return self._r._advance_segment()
+
+    def skip_damaged(self, reason: str) -> None:
+        """Verify mode: move past damage that stops reading at the position (see ``QueueReader``);
+        raises :class:`DamagedRecordError` after moving, as ``next()`` does."""
+        self._r._skip_damaged(self._r._off, reason, "damage that stops reading")
+
+    def commit(self, segment: int, offset: int, next_seq: int, durable: bool = False) -> bool:
+        """Commit a position for a named reader (False for an anonymous one, which keeps none)."""
+        r = self._r
+        if r._pos is None:
+            return False
+        r._pos.commit(segment, offset, next_seq, r._epoch, durable)
+        return True
+
+    # -- ownership by a hot loop ----------------------------------------------------------------
+
+    @property
+    def owner(self) -> object | None:
+        """The HotLoop reading this reader's mapping, if any (the reader then refuses to close)."""
+        return self._r._owner
+
+    @owner.setter
+    def owner(self, loop: object | None) -> None:
+        self._r._owner = loop
+
+    # -- jitted source tables -------------------------------------------------------------------
+
+    def wait_key(self) -> tuple:
+        """Readers of one queue waiting at the same record share one futex entry: their key."""
+        r = self._r
+        return (r._path, r._queue_id, r._seg_id, r._off)
+
+    def mappings(self) -> tuple[Any, Any, Any]:
+        """The arrays a parked waiter must keep alive: segment, control (``uint8``), segment ``int32``."""
+        r = self._r
+        return r._seg.arr, r._ctl_arr, r._seg_i32
+
+    def to_row(self, row: np.ndarray, *, generation: bool = False) -> None:
+        """Write this position into a source-table row (``layout.SRC_*``), all but its state and,
+        unless ``generation``, the position file's slot generation (a row that has committed
+        positions itself is ahead of the reader there).
+
+        A HotLoop reads and advances the row; ``park_many`` parks on it; ``from_row`` takes it back.
+        """
+        r = self._r
+        row[L.SRC_SEG_ADDR] = r._seg.arr.ctypes.data
+        row[L.SRC_SEG_SIZE] = r._segment_size
+        row[L.SRC_SEG_ID] = r._seg_id
+        row[L.SRC_OFFSET] = r._off
+        row[L.SRC_NEXT_SEQ] = r._next_seq
+        row[L.SRC_CTL_ADDR] = r._ctl_arr.ctypes.data
+        row[L.SRC_POS_ADDR] = r._pos.address if r._pos is not None else 0
+        if generation:
+            row[L.SRC_POS_GEN] = r._pos.generation if r._pos is not None else 0
+        row[L.SRC_EPOCH] = r._epoch
+        row[L.SRC_CAN_PARK] = 1 if r._can_park else 0
+        row[L.SRC_VERIFY] = L.SRC_VERIFY_ON | L.SRC_VERIFY_MAY_JUMP if r._verify else 0  # a segment start
+
+    def from_row(self, row: np.ndarray) -> None:
+        """Take the position back from a source-table row that jitted code advanced."""
+        r = self._r
+        r._off = int(row[L.SRC_OFFSET])
+        r._next_seq = int(row[L.SRC_NEXT_SEQ])
+        if r._pos is not None:
+            r._pos.generation = int(row[L.SRC_POS_GEN])
 

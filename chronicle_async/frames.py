@@ -427,12 +427,10 @@ def read_array(
 def _capacity_bound(reader: QueueReader, by_time: bool, lo: int, hi: int, itemsize: int, limit: int | None) -> int:
     """A first capacity: the seq range, else what the data left in the queue could hold."""
     seg_id, off = reader.position
-    head_seg = int(reader._ctl_q[L.CTL_WRITE_SEGMENT_OFFSET // 8])
-    head_off = int(reader._ctl_q[L.CTL_WRITE_OFFSET_OFFSET // 8])
-    data_bytes = max(0, (head_seg - seg_id) * (reader._segment_size - L.SEGMENT_DATA_OFFSET) + head_off - off)
+    head_seg, head_off, next_seq = reader.cursor.writer_head()
+    data_bytes = max(0, (head_seg - seg_id) * (reader.cursor.segment_size - L.SEGMENT_DATA_OFFSET) + head_off - off)
     bound = data_bytes // L.record_length(max(itemsize, 0))
     if not by_time:
-        next_seq = int(reader._ctl_q[L.CTL_NEXT_SEQ_OFFSET // 8])
         bound = min(bound, max(0, min(hi, next_seq) - max(lo, reader.next_seq)))
     if limit is not None:
         bound = min(bound, limit)
@@ -454,13 +452,13 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
     bodies: list[bytes] = []
     n = 0
     shown = _Progress(progress, bound if bound > 1 and not by_time else None)
+    cursor = reader.cursor
     while True:
-        seg = reader._seg
-        off = reader._off
+        seg = cursor.segment
         code, off, n2, bad_seq, bad_len = _gather(
-            seg.arr, off, by_time, lo, hi, tarr, itemsize, flat, row if fixed else 32, n, min(cap, n + _CHUNK), stop_n
+            seg.arr, cursor.offset, by_time, lo, hi, tarr, itemsize, flat, row if fixed else 32, n, min(cap, n + _CHUNK), stop_n
         )
-        reader._off = off
+        cursor.move_to(off, cursor.next_seq)
         if not fixed and n2 > n:  # bytes objects from this segment's mapping, before moving on
             mv = seg.mv
             bodies.extend(bytes(mv[o : o + k]) for o, k in zip(buf["offset"][n:n2].tolist(), buf["length"][n:n2].tolist()))
@@ -475,7 +473,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
                 buf, flat = grown, grown.view(np.uint8)
             continue
         if code == S.END_OF_SEGMENT:
-            if reader._advance_segment():
+            if cursor.advance_segment():
                 continue
             break
         if code == _BAD_SIZE:
@@ -485,7 +483,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
             )
         if code == S.CORRUPT:
             raise CorruptSegmentError(
-                f"segment {reader._seg.path} has a malformed record at offset {off}; the file is damaged: "
+                f"segment {cursor.segment.path} has a malformed record at offset {off}; the file is damaged: "
                 "restore it from a backup, or read the ranges before and after it"
             )
         break  # _DONE or NO_DATA (the tail)

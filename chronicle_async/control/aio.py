@@ -106,19 +106,21 @@ class _Watch:
     closed (or moves to another segment) while the waker thread still parks on it.
     """
 
-    __slots__ = ("can_park", "ctl_arr", "ctl_i32", "idx", "key", "reader", "seg_arr", "seg_i32")
+    __slots__ = ("ctl_i32", "cursor", "idx", "keep", "key", "reader", "row", "seg_i32")
 
     def __init__(self, reader: QueueReader):
-        reader._check_open()
+        c = reader.cursor
+        c.check_open()
         self.reader = reader
-        self.seg_i32 = reader._seg_i32
-        self.idx = reader._off >> 2
-        self.seg_arr = reader._seg.arr
-        self.ctl_arr = reader._ctl_arr
-        self.ctl_i32 = reader._ctl_i32
-        self.can_park = 1 if reader._can_park else 0
-        # Readers of one queue waiting at the same record share one futex entry.
-        self.key = (reader._path, reader._queue_id, reader._seg_id, reader._off)
+        self.cursor = c
+        seg_arr, ctl_arr, self.seg_i32 = c.mappings()
+        self.keep = (seg_arr, ctl_arr)  # mapped for as long as the waker may park on them
+        self.ctl_i32 = c.control_words[0]
+        self.idx = c.offset >> 2
+        self.key = c.wait_key()  # readers of one queue waiting at the same record share one futex entry
+        self.row = np.zeros(L.SRC_FIELDS, np.int64)
+        c.to_row(self.row)
+        self.row[L.SRC_STATE] = L.SRC_ACTIVE
 
 
 class _Wait:
@@ -136,7 +138,7 @@ class _Wait:
     def poll(self) -> Any:
         """True (data), False (the writer closed), a QueueClosedError, or None (keep waiting). Waker thread."""
         for w in self.watches:
-            if w.reader._closed:
+            if w.cursor.closed:
                 return QueueClosedError(f"reader {w.reader.name!r} of {w.reader.path} was closed while awaited")
             if w.seg_i32[w.idx]:
                 return True
@@ -261,16 +263,12 @@ class _Waker:
         rows: dict[tuple, _Watch] = {}
         for _key, wait in items:
             for w in wait.watches:
-                if not w.reader._closed:
+                if not w.cursor.closed:
                     rows.setdefault(w.key, w)
         holders = list(rows.values())
         table = np.zeros((len(holders), L.SRC_FIELDS), np.int64)
         for i, w in enumerate(holders):
-            table[i, L.SRC_STATE] = L.SRC_ACTIVE
-            table[i, L.SRC_SEG_ADDR] = w.seg_arr.ctypes.data
-            table[i, L.SRC_OFFSET] = w.idx << 2
-            table[i, L.SRC_CTL_ADDR] = w.ctl_arr.ctypes.data
-            table[i, L.SRC_CAN_PARK] = w.can_park
+            table[i] = w.row
         return table, holders
 
     def _complete(self, key: int, wait: _Wait, result: Any) -> None:
@@ -381,18 +379,19 @@ async def wait_async(
 
 
 async def _wait_reader(reader: QueueReader, timeout: float | None, spin: float) -> bool:
-    reader._check_open()
-    if reader._seg_i32[reader._off >> 2]:
+    c = reader.cursor
+    c.check_open()
+    if c.has_data():
         return True
-    if reader._gone is not None:  # the queue was deleted under it: nothing will come; never a hot loop
+    if c.gone is not None:  # the queue was deleted under it: nothing will come; never a hot loop
         await asyncio.sleep(GONE_WAIT_S if timeout is None else min(timeout, GONE_WAIT_S))
         return False
     if spin and timeout != 0:
         end = _monotonic() + (spin if timeout is None else min(spin, timeout))
         while _monotonic() < end:
             await asyncio.sleep(0)
-            reader._check_open()
-            if reader._seg_i32[reader._off >> 2]:
+            c.check_open()
+            if c.has_data():
                 return True
     if timeout == 0:
         return False
@@ -400,23 +399,19 @@ async def _wait_reader(reader: QueueReader, timeout: float | None, spin: float) 
 
 
 async def _wait_fanin(fanin: FanInReader, timeout: float | None, spin: float) -> bool:
-    fanin._check_open()
-    fanin._fill()
-    hold = fanin._hold_s()
+    hold = fanin.poll()
     if hold == 0.0:
         return True
     if spin and timeout != 0:
         end = _monotonic() + (spin if timeout is None else min(spin, timeout))
         while _monotonic() < end:
             await asyncio.sleep(0)
-            fanin._check_open()
-            fanin._fill()
-            hold = fanin._hold_s()
+            hold = fanin.poll()
             if hold == 0.0:
                 return True
     if timeout == 0:
         return False
-    watches = [_Watch(s.reader) for s in fanin._sources if s.head is None]
+    watches = [_Watch(r) for r in fanin.unbuffered_readers()]
     return await _register(watches, timeout, hold, close_aware=False)
 
 
