@@ -166,9 +166,11 @@ def test_jitted_append_reports_segment_full_without_writing(queue_dir):
         h = w.hot_handle()
         big = np.full(w.max_payload - 1000, 1, np.uint8)
         assert _append_one(h.seg, h.ctl, 0, big, 1) == 0
-        before = (w.next_seq, h.ctl.copy())
+        hot_line = slice(L.CTL_WRITE_SEGMENT_OFFSET, L.CTL_HEARTBEAT_NS_OFFSET)  # not the heartbeat: it ticks meanwhile
+        before = (w.next_seq, h.ctl[hot_line].copy(), h.seg.copy())
         assert _append_one(h.seg, h.ctl, 0, big, 2) == SEGMENT_FULL
-        assert w.next_seq == before[0] and np.array_equal(h.ctl, before[1])
+        assert w.next_seq == before[0] and np.array_equal(h.ctl[hot_line], before[1])
+        assert np.array_equal(h.seg, before[2])  # nothing written
         w.roll()
         h2 = w.hot_handle()
         assert _append_one(h2.seg, h2.ctl, 0, big, 2) == 1
