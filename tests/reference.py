@@ -130,3 +130,30 @@ def record_checksum(type_id: int, seq: int, timestamp_ns: int, payload: bytes) -
 
     header = struct.pack("<iqqI", type_id, seq, timestamp_ns, len(payload))
     return zlib.adler32(bytes(payload), zlib.adler32(header))
+
+
+def records_on_disk(queue_dir) -> dict[int, tuple[int, int]]:
+    """``{seq: (segment id, offset)}`` of every committed user record, read with plain file I/O and
+    the layout constants (no library code): what damage tests aim at."""
+    import os
+    import struct
+
+    from chronicle_async.hot import layout as L
+
+    where = {}
+    for name in sorted(os.listdir(queue_dir)):
+        sid = L.parse_segment_file_name(name)
+        if sid is None:
+            continue
+        data = open(os.path.join(queue_dir, name), "rb").read()
+        off = L.SEGMENT_DATA_OFFSET
+        while off + L.RECORD_HEADER_LENGTH <= len(data):
+            (commit,) = struct.unpack_from("<i", data, off + L.REC_COMMIT_OFFSET)
+            if commit <= 0:
+                break
+            t, seq = struct.unpack_from("<iq", data, off + L.REC_TYPE_ID_OFFSET)
+            if t >= 0:
+                where[seq] = (sid, off)
+            off += L.record_length(commit - 1)
+    return where
+

@@ -13,29 +13,13 @@ import pytest
 
 from chronicle_async import CorruptRecordError, CorruptSegmentError, Queue, WriterConfig
 from chronicle_async.hot import layout as L
+from tests.reference import records_on_disk
 
 SEG = 16 * 1024
 N = 250
 
 
-def _records(queue_dir) -> dict[int, tuple[int, int]]:
-    """``{seq: (segment, offset)}`` of every user record on disk, read with plain file I/O."""
-    where = {}
-    for name in sorted(os.listdir(queue_dir)):
-        sid = L.parse_segment_file_name(name)
-        if sid is None:
-            continue
-        data = open(os.path.join(queue_dir, name), "rb").read()
-        off = L.SEGMENT_DATA_OFFSET
-        while off + L.RECORD_HEADER_LENGTH <= len(data):
-            (commit,) = struct.unpack_from("<i", data, off + L.REC_COMMIT_OFFSET)
-            if commit <= 0:
-                break
-            t, seq = struct.unpack_from("<iq", data, off + L.REC_TYPE_ID_OFFSET)
-            if t >= 0:
-                where[seq] = (sid, off)
-            off += L.record_length(commit - 1)
-    return where
+_records = records_on_disk
 
 
 def _fill(queue_dir, n: int = N) -> dict[int, tuple[int, int]]:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from chronicle_async import CorruptSegmentError, DamagedRecordError, FanInReader, HotLoop, Queue, WriterConfig
 from chronicle_async.hot import layout as L
-from tests.reference import record_checksum
+from tests.reference import record_checksum, records_on_disk
 
 SEG = 16 * 1024
 N = 120
@@ -37,23 +37,9 @@ def _fill(queue_dir, n: int = N, start: int = 0) -> None:
 
 
 def _records(queue_dir) -> dict[int, tuple[str, int]]:
-    """``{seq: (segment file, offset)}`` of every user record, read with plain file I/O."""
-    where = {}
-    for name in sorted(os.listdir(queue_dir)):
-        if L.parse_segment_file_name(name) is None:
-            continue
-        path = os.path.join(queue_dir, name)
-        data = open(path, "rb").read()
-        off = L.SEGMENT_DATA_OFFSET
-        while off + L.RECORD_HEADER_LENGTH <= len(data):
-            (commit,) = struct.unpack_from("<i", data, off)
-            if commit <= 0:
-                break
-            t, seq = struct.unpack_from("<iq", data, off + L.REC_TYPE_ID_OFFSET)
-            if t >= 0:
-                where[seq] = (path, off)
-            off += L.record_length(commit - 1)
-    return where
+    """``{seq: (segment file, offset)}`` of every user record (``reference.records_on_disk``)."""
+    return {seq: (os.path.join(queue_dir, L.segment_file_name(sid)), off)
+            for seq, (sid, off) in records_on_disk(queue_dir).items()}
 
 
 def _flip(path: str, at: int, bit: int) -> None:
@@ -325,19 +311,19 @@ def test_version_1_segments_are_verified_by_their_payload_checksum_and_a_writer_
 # -- damage that stops reading: a hole (zero commit word) or a malformed record in an older segment --
 
 
-def _older_segment_records(queue_dir, n: int = 600) -> tuple[dict, int]:
-    """Fill 4+ segments; return the records and the id of the oldest (never scanned by recovery)."""
+def _older_segment_records(queue_dir, n: int = 600) -> tuple[dict, int, list[int]]:
+    """Fill 4+ segments; return the records, the id of the oldest (never scanned by recovery) and its seqs."""
     _fill(queue_dir, n)
     where = _records(queue_dir)
     segments = sorted({L.parse_segment_file_name(os.path.basename(p)) for p, _ in where.values()})
     assert len(segments) >= 4, "recovery scans the head and the one before it; the damage must be older"
-    return where, segments[0]
+    oldest = segments[0]
+    return where, oldest, sorted(s for s, (p, _o) in where.items() if L.parse_segment_file_name(os.path.basename(p)) == oldest)
 
 
 @pytest.mark.parametrize("damage", ["commit word", "page", "malformed"])
 def test_a_reader_never_waits_forever_at_damage_in_a_segment_the_writer_has_left(queue_dir, damage):
-    where, oldest = _older_segment_records(queue_dir)
-    victims = sorted(s for s, (p, _o) in where.items() if L.parse_segment_file_name(os.path.basename(p)) == oldest)
+    where, oldest, victims = _older_segment_records(queue_dir)
     victim = victims[len(victims) // 3]
     path, off = where[victim]
     with open(path, "r+b") as f:
@@ -398,8 +384,7 @@ def test_a_reader_racing_a_writer_that_rolls_often_never_mistakes_a_segment_end_
 
 @pytest.mark.parametrize("damage", ["commit word", "malformed"])
 def test_a_hot_loop_source_skips_damage_that_stops_reading_when_verifying_and_stops_with_a_typed_error_otherwise(queue_dir, damage):
-    where, oldest = _older_segment_records(queue_dir)
-    victims = sorted(s for s, (p, _o) in where.items() if L.parse_segment_file_name(os.path.basename(p)) == oldest)
+    where, oldest, victims = _older_segment_records(queue_dir)
     victim = victims[len(victims) // 2]
     path, off = where[victim]
     with open(path, "r+b") as f:
