@@ -153,7 +153,7 @@ class HotLoop:
         for w in outs:
             if not isinstance(w, QueueWriter):
                 raise ArgumentTypeError(f"outputs must be QueueWriter objects, not {type(w).__name__}")
-            w._check_open()
+            w.check_open()
         self._handler = handler
         self._user_state = state
         self._outputs_w = outs
@@ -174,7 +174,7 @@ class HotLoop:
         self._loop[L.LOOP_BATCH] = batch
         self._loop[L.LOOP_MAX_COMMANDS] = L.CMD_WORDS  # a small, fixed bound per pass
         self._loop[L.LOOP_COMMIT_EVERY] = commit_every if self._jitted else 0
-        self._idle = idle._words()
+        self._idle = idle.words()
         self._scratch = np.zeros(L.SCRATCH_LENGTH, np.uint8)
         if self._jitted:
             self._state = state
@@ -192,7 +192,7 @@ class HotLoop:
         self._error: BaseException | None = None
         for i, w in enumerate(outs):
             self._refresh_output(i)
-            w._hot_owner = self
+            w.hot_owner = self
         if isinstance(idle, (Park, Backoff)) and not futex_waitv_supported():
             warnings.warn(
                 "futex_waitv is not available (Linux 5.16+ needed): an idle HotLoop will wake every 1 ms "
@@ -729,7 +729,7 @@ class HotLoop:
                 for slot in list(self._readers):
                     self._retire(slot).close()
             for w in self._outputs_w:
-                w._hot_owner = None
+                w.hot_owner = None
             self._cmd.close()
             self._log.close()
 

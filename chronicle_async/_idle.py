@@ -33,7 +33,8 @@ def _check_seconds(name: str, v: object) -> None:
 class BusySpin:
     """Never sleep: an empty pass issues a ``pause`` and polls again. Lowest latency; burns its core."""
 
-    def _words(self) -> np.ndarray:
+    def words(self) -> np.ndarray:
+        """This strategy as the hot loop's idle words (``hot.layout.IDLE_*``), a fresh int64 array."""
         return _words(L.IDLE_SPIN, 0, 0, 0.0)
 
 
@@ -55,7 +56,8 @@ class Backoff:
         _check_count("yields", self.yields)
         _check_seconds("park_time", self.park_time)
 
-    def _words(self) -> np.ndarray:
+    def words(self) -> np.ndarray:
+        """This strategy as the hot loop's idle words (``hot.layout.IDLE_*``), a fresh int64 array."""
         return _words(L.IDLE_BACKOFF, self.spins, self.yields, self.park_time)
 
 
@@ -68,7 +70,8 @@ class Park:
     def __post_init__(self) -> None:
         _check_seconds("park_time", self.park_time)
 
-    def _words(self) -> np.ndarray:
+    def words(self) -> np.ndarray:
+        """This strategy as the hot loop's idle words (``hot.layout.IDLE_*``), a fresh int64 array."""
         return _words(L.IDLE_PARK, 0, 0, self.park_time)
 
 

@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 import zlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -131,11 +131,14 @@ class QueueWriter:
         #: Mappings of segments rolled away from, unmapped later by the control plane (munmap of a
         #: large pre-faulted mapping costs milliseconds) or at the next roll without one.
         self._retired: list[F.Mapping] = []
-        #: Called with the new segment id after a roll that leaves ``_notify_below`` or fewer
-        #: prepared segments (the control plane's wake-up: a system call, so not every roll).
-        self._on_roll: Any = None
+        #: The supplier's roll callback (:meth:`attach_supplier`): called with the new segment id after
+        #: a roll that leaves ``_notify_below`` or fewer prepared segments (the control plane's wake-up:
+        #: a system call, so not every roll).
+        self._on_roll: Callable[[int], None] | None = None
         self._prepare_ahead = 0
         self._notify_below = 0
+        #: The HotLoop whose thread appends to this writer, if any (:attr:`hot_owner`).
+        self._hot_owner: Any = None
         try:
             self._open()
         except BaseException:
@@ -307,7 +310,7 @@ class QueueWriter:
         """PayloadTooLargeError (``appended`` 0) if any message of a batch exceeds ``max_payload``."""
         lengths = np.diff(offsets)
         if lengths.size and lengths.max() > self._max_payload:
-            self._check_open()
+            self.check_open()
             bad = int(np.argmax(lengths > self._max_payload))
             err = PayloadTooLargeError(
                 f"append_batch: message {bad} of the batch is {int(lengths[bad])} bytes; queue {self._path} "
@@ -378,14 +381,14 @@ class QueueWriter:
         Valid until the next roll: when the kernel returns ``SEGMENT_FULL``, leave
         the jitted loop, call :meth:`roll`, and take a new handle.
         """
-        self._check_open()
+        self.check_open()
         return K.WriterHandle(self._seg.arr, self._ctl_arr)
 
     # -- rolling ----------------------------------------------------------------------------
 
     def _roll_for(self, n: int) -> int:
         if n > self._max_payload:
-            self._check_open()
+            self.check_open()
             raise PayloadTooLargeError(
                 f"payload of {n} bytes is too large for queue {self._path}: its segment_size "
                 f"({self._segment_size}) allows at most {self._max_payload} bytes per message; "
@@ -400,7 +403,7 @@ class QueueWriter:
         ``append`` calls this itself. Jitted writers call it after ``SEGMENT_FULL``.
         An existing (prepared) next segment is opened as it is, never truncated.
         """
-        self._check_open()
+        self.check_open()
         with self._io_lock:
             d = self._path
             new_id = self._seg_id + 1
@@ -480,6 +483,51 @@ class QueueWriter:
             self._prepared[segment_id] = mapping
             return True
 
+    def attach_supplier(self, on_roll: Callable[[int], None] | None, *, prepare_ahead: int = 0,
+                        retention: bool = False) -> None:
+        """Let a segment supplier (a control plane) prepare this writer's next segments.
+
+        ``prepare_ahead``: how many segments past the head :meth:`offer_prepared` accepts (0 to
+        ``MAX_PREPARE_AHEAD``; 0: none, rolls create their segment inline). While it is above 0,
+        rolls retire the old mapping for the supplier to unmap (:meth:`release_retired`) instead of
+        unmapping it themselves.
+
+        ``on_roll(new_segment_id)`` is called by :meth:`roll`, on the thread that rolls (the writer's
+        thread: ``append``, ``append_batch``, ``roll``, or a HotLoop's thread for its outputs), after a
+        roll that created its segment inline or that leaves ``max(1, prepare_ahead // 2)`` or fewer
+        prepared segments. It must be quick and must not block (hand a request to another thread).
+
+        ``retention``: the supplier applies the retention caps from now on; this writer's
+        housekeeping thread stops applying its ``WriterConfig`` caps until :meth:`detach_supplier`.
+        Raises :class:`QueueClosedError` on a closed writer.
+        """
+        self.check_open()
+        if isinstance(prepare_ahead, bool) or not isinstance(prepare_ahead, int) or not 0 <= prepare_ahead <= MAX_PREPARE_AHEAD:
+            raise InvalidArgumentError(f"prepare_ahead must be an int between 0 and {MAX_PREPARE_AHEAD}, got {prepare_ahead!r}")
+        if prepare_ahead:
+            self._prepare_ahead = prepare_ahead
+            self._notify_below = max(1, prepare_ahead // 2)
+        self._on_roll = on_roll
+        if retention and self._housekeeper is not None:
+            self._housekeeper.hand_off_retention()
+
+    def detach_supplier(self) -> None:
+        """Undo :meth:`attach_supplier`: rolls create and unmap segments inline again, the segments
+        retired so far are unmapped now, and the housekeeping thread applies the ``WriterConfig``
+        retention caps again. Segments already prepared stay for the coming rolls. Any thread; a
+        no-op on a closed writer beyond dropping the callback."""
+        self._on_roll = None
+        self._prepare_ahead = 0
+        if not self._closed:
+            self.release_retired()
+            if self._housekeeper is not None:
+                self._housekeeper.take_back_retention()
+
+    @property
+    def prepare_ahead(self) -> int:
+        """How many segments past the head a supplier may prepare (:meth:`attach_supplier`; 0 when none)."""
+        return self._prepare_ahead
+
     @property
     def prepared_segments(self) -> list[int]:
         """Ids of the segments prepared for coming rolls."""
@@ -501,7 +549,7 @@ class QueueWriter:
 
     def flush(self) -> None:
         """Write everything appended so far to disk (msync), and return when it is there."""
-        self._check_open()
+        self.check_open()
         with self._io_lock:
             self._flush_locked()
 
@@ -548,7 +596,7 @@ class QueueWriter:
     @property
     def next_seq(self) -> int:
         """The seq the next append will get."""
-        self._check_open()
+        self.check_open()
         return self._ctl_q[_IDX_NEXT_SEQ]
 
     @property
@@ -565,6 +613,11 @@ class QueueWriter:
         return self._segment_size
 
     @property
+    def queue_id(self) -> int:
+        """The queue's identity (from its control file; every segment header carries it)."""
+        return self._queue_id
+
+    @property
     def max_payload(self) -> int:
         """The largest payload this queue accepts, in bytes."""
         return self._max_payload
@@ -573,9 +626,23 @@ class QueueWriter:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def hot_owner(self) -> Any:
+        """The HotLoop whose thread appends to this writer (it is one of the loop's outputs), or None.
+
+        A HotLoop sets it for each output when it is created and clears it when it closes;
+        :meth:`close` refuses while that loop is running.
+        """
+        return self._hot_owner
+
+    @hot_owner.setter
+    def hot_owner(self, loop: Any) -> None:
+        self._hot_owner = loop
+
     # -- lifecycle --------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise :class:`QueueClosedError` if this writer is closed (:class:`ForkError` in a forked child)."""
         if self._closed:
             raise self._forked or QueueClosedError(f"the writer of {self._path} is closed")
 
@@ -598,7 +665,7 @@ class QueueWriter:
         """Stop housekeeping, mark the queue cleanly closed, and release the writer lock."""
         if self._closed:
             return
-        owner = getattr(self, "_hot_owner", None)
+        owner = self._hot_owner
         if owner is not None and owner.running:
             raise InvalidArgumentError(
                 f"the writer of {self._path} is an output of a running HotLoop, whose thread appends to it: "

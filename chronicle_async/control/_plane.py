@@ -172,7 +172,7 @@ class ControlPlane:
         self._check_running()
         if not isinstance(writer, QueueWriter):
             raise ArgumentTypeError(f"manage_writer takes a QueueWriter, not {type(writer).__name__}")
-        writer._check_open()
+        writer.check_open()
         if any(w is writer for w in self._writers):
             return
         from .._writer import MAX_PREPARE_AHEAD
@@ -185,9 +185,6 @@ class ControlPlane:
         if isinstance(prepare_ahead, bool) or not isinstance(prepare_ahead, int) or not 1 <= prepare_ahead <= MAX_PREPARE_AHEAD:
             raise InvalidArgumentError(f"prepare_ahead must be an int between 1 and {MAX_PREPARE_AHEAD}, got {prepare_ahead!r}")
         self._writers.append(writer)
-        if prealloc:
-            writer._prepare_ahead = prepare_ahead
-            writer._notify_below = max(1, prepare_ahead // 2)
         pre, ret = self.prealloc, self.retention
 
         def rolled(_new_id: int, w: QueueWriter = writer) -> None:  # on the writer's thread
@@ -196,10 +193,9 @@ class ControlPlane:
             if retention and ret is not None:
                 ret.poke_from_any_thread()
 
-        writer._on_roll = rolled
+        writer.attach_supplier(rolled, prepare_ahead=prepare_ahead if prealloc else 0,
+                               retention=retention and ret is not None)
         if retention and ret is not None:
-            if writer._housekeeper is not None:
-                writer._housekeeper.hand_off_retention()
             ret.add(writer, max_bytes, max_segments)
         if prealloc and pre is not None:
             pre.request(writer)
@@ -214,12 +210,7 @@ class ControlPlane:
     @staticmethod
     def _release(writer: QueueWriter) -> None:
         """Hand the writer back to itself: inline rolls and unmaps, its own retention caps."""
-        writer._on_roll = None
-        writer._prepare_ahead = 0
-        if not writer.closed:
-            writer.release_retired()
-            if writer._housekeeper is not None:
-                writer._housekeeper.take_back_retention()
+        writer.detach_supplier()
 
     # -- discovery -----------------------------------------------------------------------------
 

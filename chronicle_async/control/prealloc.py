@@ -1,12 +1,12 @@
 """The prealloc worker: prepare segment N+1 of each managed writer while N is written.
 
-The writer tells the worker it rolled (``QueueWriter._on_roll``, called on the
-writer's thread, which puts a request in this worker's queue). That wake-up
-is a system call (a futex wake of this worker's thread, ~9 µs here, most of a
-roll), so the writer
-makes it only when its stock of prepared segments falls to half of
-``prepare_ahead``: with small, fast-rolling segments, a deeper stock means fewer
-wake-ups. The worker, on its own executor thread, then:
+The writer tells the worker it rolled (the roll callback given to
+``QueueWriter.attach_supplier``, called on the writer's thread, which puts a
+request in this worker's queue). That wake-up is a system call (a futex wake of
+this worker's thread, ~9 µs here, most of a roll), so the writer makes it only
+when its stock of prepared segments falls to half of ``prepare_ahead``: with
+small, fast-rolling segments, a deeper stock means fewer wake-ups. The worker,
+on its own executor thread, then:
 
 1. creates segments N+1 .. N+k (``prepare_ahead``, 2 by default) under temp
    names: space reserved with ``fallocate``, the header written, the file
@@ -107,9 +107,9 @@ class Prealloc:
             head = writer.segment_id
         except Exception:  # closed meanwhile
             return 0
-        d, size, qid = writer.path, writer.segment_size, writer._queue_id
+        d, size, qid = writer.path, writer.segment_size, writer.queue_id
         durable = writer.config.durability is not Durability.NONE
-        for target in range(head + 1, head + 1 + writer._prepare_ahead):
+        for target in range(head + 1, head + 1 + writer.prepare_ahead):
             if target in writer.prepared_segments:
                 continue
             F.create_segment(d, target, size, qid, durable=durable)
