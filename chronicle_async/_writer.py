@@ -29,7 +29,7 @@ from ._errors import (
     WriterLockedError,
 )
 from ._housekeeping import Housekeeper
-from ._recovery import RecoveryReport, recover, write_end_marker
+from ._recovery import RecoveryReport, Tail, recover, write_end_marker
 from ._lock import FileLock, read_owner
 from ._sys import TSO, asymmetric_fence_register
 from ._warm import warm_writer
@@ -194,22 +194,28 @@ class QueueWriter:
         self._housekeeper.start()
 
     def _recover(self) -> None:
-        self._recovery = recover(self, self._repair)
+        """Run recovery over the queue's files with the control file's hints, then store its tail."""
+        assert self._ctl is not None
+        q, i32 = self._ctl.q, self._ctl.i32
+        tail: Tail = recover(
+            self._path, self._segment_size, self._queue_id,
+            head_hint=q[_IDX_WRITE_SEGMENT], seq_hint=int(q[_IDX_NEXT_SEQ]),
+            clean=i32[L.CTL_WRITER_STATE_OFFSET // 4] == L.WRITER_STATE_CLOSED,
+            repair=self._repair, prefault=self._config.prefault,
+        )
+        self._seg, self._seg_id = tail.mapping, tail.segment_id
+        self._seg_i32 = F.commit_view(tail.mapping)
+        self._seg_mv = tail.mapping.mv
+        q[_IDX_WRITE_SEGMENT] = tail.segment_id
+        q[_IDX_WRITE_OFFSET] = tail.offset
+        q[_IDX_NEXT_SEQ] = tail.next_seq
+        self._recovery = tail.report
 
     @property
     def recovery(self) -> RecoveryReport:
         """What recovery found and did when this writer opened (:class:`RecoveryReport`)."""
         assert self._recovery is not None
         return self._recovery
-
-    def _map_segment(self, seg_id: int) -> None:
-        m = F.open_segment(self._path, seg_id, self._segment_size, self._queue_id, writable=True, prefault=self._config.prefault)
-        old, self._seg = self._seg, m
-        self._seg_id = seg_id
-        self._seg_i32 = F.commit_view(m)
-        self._seg_mv = m.mv
-        if old is not None:
-            old.close()
 
     # -- appending --------------------------------------------------------------------------
 
