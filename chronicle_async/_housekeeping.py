@@ -1,41 +1,69 @@
 """The writer's housekeeping thread: heartbeat, async flush, inline retention caps.
 
 It never touches the append path: it stores the heartbeat word (its own cache
-line in the control file), takes the writer's I/O lock to flush, and deletes
-old segments with ``cleanup_segments`` (safe beside the writer without a lock).
-Directory scans therefore happen here, never in ``append``.
+line in the control file), calls the writer's flush (which takes the writer's
+I/O lock), and deletes old segments with ``cleanup_segments`` (safe beside the
+writer without a lock). Directory scans therefore happen here, never in ``append``.
+
+It knows no writer object: the writer gives it the heartbeat word, the queue's
+identity and caps, and three callables that hold the writer weakly.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-import weakref
-from typing import TYPE_CHECKING
+from typing import Any, Callable
 
 from . import _files as F
-from ._config import Durability
-from .hot import layout as L
-
-if TYPE_CHECKING:
-    from ._writer import QueueWriter
 
 log = logging.getLogger("chronicle_async")
 
 
 class Housekeeper(threading.Thread):
-    """Daemon thread owned by one QueueWriter (holds it weakly)."""
+    """Daemon thread beside one queue writer.
 
-    def __init__(self, writer: "QueueWriter"):
-        super().__init__(name=f"chronicle-housekeeper:{writer.path}", daemon=True)
-        cfg = writer.config
-        self._writer = weakref.ref(writer)
+    ``heartbeat_word``: a one-word int64 view of the control file's heartbeat (``ns``), stored every
+    ``heartbeat_interval`` seconds. ``flush_interval``: seconds between calls of ``flush`` (None: no
+    periodic flush, durability other than ``ASYNC``). ``retention_interval``: seconds between
+    applications of the caps ``max_bytes`` / ``max_segments`` (used only if one of them is set), with
+    the writer's head segment from ``head_segment``. The callables run on this thread and must not
+    keep the writer alive: ``closed()`` is True once the writer closed or is gone (the thread then
+    ends), ``flush()`` flushes under the writer's I/O lock unless it closed meanwhile, and
+    ``head_segment()`` is None once the writer is gone.
+    """
+
+    def __init__(
+        self,
+        queue_dir: str,
+        queue_id: int,
+        segment_size: int,
+        heartbeat_word: Any,
+        *,
+        heartbeat_interval: float,
+        flush_interval: float | None,
+        retention_interval: float,
+        max_bytes: int | None,
+        max_segments: int | None,
+        flush: Callable[[], None],
+        closed: Callable[[], bool],
+        head_segment: Callable[[], int | None],
+    ):
+        super().__init__(name=f"chronicle-housekeeper:{queue_dir}", daemon=True)
+        self._path = queue_dir
+        self._queue_id = queue_id
+        self._segment_size = segment_size
         self._stop_event = threading.Event()
-        self._ctl_q = writer._ctl.q
-        self._heartbeat = cfg.heartbeat_interval
-        self._flush = cfg.flush_interval if cfg.durability is Durability.ASYNC else None
-        caps = cfg.max_bytes is not None or cfg.max_segments is not None
-        self._retention = cfg.retention_check_interval if caps else None
+        self._heartbeat_word = heartbeat_word
+        self._flush_fn = flush
+        self._writer_closed = closed
+        self._head_segment = head_segment
+        self._max_bytes = max_bytes
+        self._max_segments = max_segments
+        self._heartbeat = heartbeat_interval
+        self._flush = flush_interval
+        caps = max_bytes is not None or max_segments is not None
+        self._retention = retention_interval if caps else None
         self._own_retention = self._retention
         self._gone = False  # the queue was deleted under the writer: only the heartbeat goes on
         self._tick = min(x for x in (self._heartbeat, self._flush, self._retention) if x is not None)
@@ -53,42 +81,38 @@ class Housekeeper(threading.Thread):
         if join and self.is_alive() and threading.current_thread() is not self:
             self.join(timeout=5)
         if not self.is_alive():
-            self._ctl_q = None  # release our view of the control mapping so it can unmap
+            self._heartbeat_word = None  # release our view of the control mapping so it can unmap
 
     def run(self) -> None:
         now = time.monotonic()
         next_flush = now + (self._flush or 0)
         next_retention = now
-        hb = L.CTL_HEARTBEAT_NS_OFFSET // 8
         while not self._stop_event.wait(self._tick):
-            w = self._writer()
-            if w is None or w.closed:
+            if self._writer_closed():
                 return
             try:
-                self._ctl_q[hb] = time.time_ns()
+                self._heartbeat_word[0] = time.time_ns()
                 now = time.monotonic()
                 if self._flush is not None and now >= next_flush and not self._gone:
                     next_flush = now + self._flush
-                    with w._io_lock:
-                        if not w.closed:
-                            w._flush_locked()
+                    self._flush_fn()
                 if self._retention is not None and now >= next_retention and not self._gone:
                     next_retention = now + self._retention
-                    self._apply_caps(w)
+                    self._apply_caps()
             except Exception as e:  # never let housekeeping kill the process; report and go on
-                if isinstance(e, OSError) and F.queue_gone(w.path, w._queue_id):  # QueueDeletedError included
+                if isinstance(e, OSError) and F.queue_gone(self._path, self._queue_id):  # QueueDeletedError included
                     self._gone = True
                     log.warning("chronicle_async housekeeping for %s stops flushing and retention: the queue was "
-                                "deleted under its writer (reopen the publisher to create it again)", w.path)
+                                "deleted under its writer (reopen the publisher to create it again)", self._path)
                 else:
-                    log.exception("chronicle_async housekeeping for %s failed", w.path)
-            del w
+                    log.exception("chronicle_async housekeeping for %s failed", self._path)
 
-    @staticmethod
-    def _apply_caps(w: "QueueWriter") -> None:
+    def _apply_caps(self) -> None:
         from .retention import cleanup_segments
 
-        cfg = w.config
+        head = self._head_segment()
+        if head is None:  # the writer is gone: the next tick ends the thread
+            return
         cleanup_segments(
-            w.path, w.segment_id, w.segment_size, max_bytes=cfg.max_bytes, max_segments=cfg.max_segments
+            self._path, head, self._segment_size, max_bytes=self._max_bytes, max_segments=self._max_segments
         )

@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 import zlib
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -190,8 +191,40 @@ class QueueWriter:
         self._ctl.i32[L.CTL_WRITER_STATE_OFFSET // 4] = L.WRITER_STATE_OPEN
         self._lock.write_owner(f"epoch={self._epoch}")
         self._flushed_to = self._ctl.q[_IDX_WRITE_OFFSET]
-        self._housekeeper = Housekeeper(self)
+        self._housekeeper = self._make_housekeeper()
         self._housekeeper.start()
+
+    def _make_housekeeper(self) -> Housekeeper:
+        """The housekeeping thread, given what it uses and no more: the heartbeat word of the control
+        file, the queue's identity and retention caps, and callables for the writer's flush, closed
+        state and head segment. The callables hold the writer weakly (the thread never keeps it
+        alive); once it is gone they say closed, flush nothing and give no head."""
+        cfg = self._config
+        hb = L.CTL_HEARTBEAT_NS_OFFSET // 8
+        ref = weakref.ref(self)
+        flush_ref = weakref.WeakMethod(self._flush_unless_closed)
+
+        def closed() -> bool:
+            w = ref()
+            return w is None or w.closed
+
+        def flush() -> None:
+            f = flush_ref()
+            if f is not None:
+                f()
+
+        def head_segment() -> int | None:
+            w = ref()
+            return None if w is None else w.segment_id
+
+        return Housekeeper(
+            self._path, self._queue_id, self._segment_size, self._ctl.q[hb : hb + 1],
+            heartbeat_interval=cfg.heartbeat_interval,
+            flush_interval=cfg.flush_interval if cfg.durability is Durability.ASYNC else None,
+            retention_interval=cfg.retention_check_interval,
+            max_bytes=cfg.max_bytes, max_segments=cfg.max_segments,
+            flush=flush, closed=closed, head_segment=head_segment,
+        )
 
     def _recover(self) -> None:
         """Run recovery over the queue's files with the control file's hints, then store its tail."""
@@ -558,6 +591,12 @@ class QueueWriter:
         self.check_open()
         with self._io_lock:
             self._flush_locked()
+
+    def _flush_unless_closed(self) -> None:
+        """The housekeeper's periodic flush (``Durability.ASYNC``): under the I/O lock, unless closed meanwhile."""
+        with self._io_lock:
+            if not self._closed:
+                self._flush_locked()
 
     def _flush_locked(self) -> None:
         if self._seg is None:
