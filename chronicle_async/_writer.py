@@ -512,7 +512,7 @@ class QueueWriter:
     def offer_prepared(self, segment_id: int, mapping: F.Mapping) -> bool:
         """Give the writer a mapped, prepared segment for a coming roll (the prealloc worker's hand-off).
 
-        Accepted for the next ``prepare_ahead`` segments only (set by the control plane). Returns False, and
+        Accepted for the next ``prepare_ahead`` segments only (set by :meth:`attach_supplier`). Returns False, and
         leaves ``mapping`` to the caller, if the writer is closed, already past
         ``segment_id``, or already holds it.
         """
