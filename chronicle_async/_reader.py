@@ -250,21 +250,21 @@ class QueueReader:
 
     def __aiter__(self) -> Any:
         """``async for msg in reader``: every message, waiting without blocking the loop (``control/aio.py``)."""
-        from .control import aio
+        from . import _waits
 
-        return aio.ReaderAsyncIterator(self)
+        return _waits.ReaderAsyncIterator(self)
 
     async def __anext__(self) -> Message:
         """The next message, awaited (``control/aio.py``); never ends on its own."""
-        from .control import aio
+        from . import _waits
 
-        return await aio.next_async(self)
+        return await _waits.next_from_reader(self)
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
-        from .control import aio
+        from . import _waits
 
-        return await aio.wait_async(self, timeout)
+        return await _waits.wait_reader(self, timeout)
 
     @property
     def park_counts(self) -> ParkCounts:
