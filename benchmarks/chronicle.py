@@ -206,9 +206,9 @@ def _w_jit_stream(d: str, n: int, go, out) -> None:
 def _r_jit_stream(d: str, n: int, ready, out) -> None:
     pin(1)
     r = _open_reader_when_ready(d)
-    _jit_consume(r._seg.arr, r._off, 0)
+    _jit_consume(r.cursor.segment.arr, r.cursor.offset, 0)
     ready.set()
-    got, bad = _jit_consume(r._seg.arr, r._off, n)
+    got, bad = _jit_consume(r.cursor.segment.arr, r.cursor.offset, n)
     out.put(("end", time.clock_gettime_ns(time.CLOCK_MONOTONIC), got, bad))
 
 
@@ -314,10 +314,10 @@ def _r_jit_latency(d: str, n: int, ready, out) -> None:
     pin(1)
     r = _open_reader_when_ready(d)
     lat = np.zeros(n, np.int64)
-    _jit_latency_consume(r._seg.arr, r._off, 0, lat)
+    _jit_latency_consume(r.cursor.segment.arr, r.cursor.offset, 0, lat)
     per_ns = tsc_per_ns()
     ready.set()
-    got = _jit_latency_consume(r._seg.arr, r._off, n, lat)
+    got = _jit_latency_consume(r.cursor.segment.arr, r.cursor.offset, n, lat)
     out.put((got, (lat[n // 10 :] / per_ns).astype(np.int64)))
 
 

@@ -176,21 +176,21 @@ class FanInReader:
 
     def __aiter__(self) -> Any:
         """``async for source, msg in fanin``: the merged stream, awaited (``control/aio.py``)."""
-        from .control import aio
+        from . import _waits
 
-        return aio.FanInAsyncIterator(self)
+        return _waits.FanInAsyncIterator(self)
 
     async def __anext__(self) -> tuple[int, Message]:
         """The next ``(source, message)``, awaited (``control/aio.py``); never ends on its own."""
-        from .control import aio
+        from . import _waits
 
-        return await aio.next_async(self)
+        return await _waits.next_from_fanin(self)
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
-        from .control import aio
+        from . import _waits
 
-        return await aio.wait_async(self, timeout)
+        return await _waits.wait_fanin(self, timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`next` may return a message; True if it may, False on timeout."""

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from chronicle_async import Queue, WriterConfig
-from chronicle_async.control import aio
+from chronicle_async import _waits
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "http_stream.py")
 
@@ -41,7 +41,7 @@ async def eventually(cond, timeout: float = 10.0, what: str = "condition") -> No
 
 
 def waker_threads() -> int:
-    return sum(t.name == aio.WAKER_THREAD_NAME for t in threading.enumerate())
+    return sum(t.name == _waits.WAKER_THREAD_NAME for t in threading.enumerate())
 
 
 def test_script_streams_two_clients_in_order_and_leaks_nothing(tmp_path):
@@ -65,7 +65,7 @@ def test_script_streams_two_clients_in_order_and_leaks_nothing(tmp_path):
     assert m and m.group(3) == "0" and m.group(4) == "0", out
     names = ast.literal_eval(m.group(2))  # the printed list of thread names
     # no thread per client: the main thread, the one waker, the one file thread
-    assert names.count(aio.WAKER_THREAD_NAME) == 1 and int(m.group(1)) == len(names) <= 4, out
+    assert names.count(_waits.WAKER_THREAD_NAME) == 1 and int(m.group(1)) == len(names) <= 4, out
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ async def test_server_lists_streams_and_rejects(bus):
             assert all(d["seq"] == s and d["json"] == {"i": s} and d["type_id"] == 1 for s, d, _t in events[:-1])
             assert events[-1][1]["type_id"] == 7 and base64.b64decode(events[-1][1]["b64"]) == b"\xff\x00binary"
             await eventually(lambda: svc.streams == 0, what="the stream to end")
-            assert aio.registered_waits() == 0  # the pump was cancelled (and awaited) before the count dropped
+            assert _waits.registered_waits() == 0  # the pump was cancelled (and awaited) before the count dropped
 
             for target, code in [("/stream/nope", 404), ("/stream/..%2Fbus%2Fticks", 404), ("/stream/not-a-queue", 404),
                                  ("/stream/ticks?from=abc", 400), ("/stream/ticks?from=-1", 400), ("/nope", 404)]:
@@ -114,27 +114,27 @@ async def test_many_live_clients_share_one_waker_and_disconnects_leave_no_waits(
         async with ex.StreamService(str(bus)) as svc:
             # ten live clients park; each is one registration with the single waker thread
             clients = [asyncio.create_task(ex.read_events(svc.port, "/stream/ticks", 3)) for _ in range(10)]
-            await eventually(lambda: svc.streams == 10 and aio.registered_waits() == 10, what="10 parked streams")
+            await eventually(lambda: svc.streams == 10 and _waits.registered_waits() == 10, what="10 parked streams")
             assert waker_threads() == 1
             for i in range(1, 4):
                 w.append(1, json.dumps({"i": i}).encode())
             for events in await asyncio.wait_for(asyncio.gather(*clients), 30):
                 assert [(s, d["json"]) for s, d, _t in events] == [(i, {"i": i}) for i in range(1, 4)]
-            await eventually(lambda: svc.streams == 0 and aio.registered_waits() == 0, what="10 streams to end")
+            await eventually(lambda: svc.streams == 0 and _waits.registered_waits() == 0, what="10 streams to end")
 
             # a client that goes while its stream is parked (no message ever comes)
             r, cw = await asyncio.open_connection("127.0.0.1", svc.port)
             cw.write(b"GET /stream/ticks HTTP/1.1\r\nHost: x\r\n\r\n")
             assert b" 200 " in await asyncio.wait_for(r.readline(), 30)
-            await eventually(lambda: aio.registered_waits() == 1, what="the idle stream to park")
+            await eventually(lambda: _waits.registered_waits() == 1, what="the idle stream to park")
             cw.close()
             await eventually(lambda: svc.streams == 0, what="the idle stream to end")
-            assert aio.registered_waits() == 0
+            assert _waits.registered_waits() == 0
 
             # a stream still open when the service closes is cancelled and its wait removed
             r, cw = await asyncio.open_connection("127.0.0.1", svc.port)
             cw.write(b"GET /stream/ticks?from=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await eventually(lambda: svc.streams == 1 and aio.registered_waits() == 1, what="a parked stream")
-        assert aio.registered_waits() == 0
+            await eventually(lambda: svc.streams == 1 and _waits.registered_waits() == 1, what="a parked stream")
+        assert _waits.registered_waits() == 0
         assert await asyncio.wait_for(r.read(), 30)  # headers and events, then the server's close
         cw.close()

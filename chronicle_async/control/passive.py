@@ -316,9 +316,9 @@ class PassiveDiscovery:
             except InvalidArgumentError as e:  # the application handed it to a HotLoop, which owns it now
                 log.warning("PassiveDiscovery of %s: not closing its reader: %s", self._path, e)
                 return
-            from . import aio
+            from .. import _waits
 
-            aio._poke()  # a task awaiting this reader learns it was closed now, not a park slice later
+            _waits.poke()  # a task awaiting this reader learns it was closed now, not a park slice later
 
     # -- waiting -----------------------------------------------------------------------------
 

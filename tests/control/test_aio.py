@@ -1,4 +1,4 @@
-"""asyncio consumption (control/aio.py): ``async for`` and ``wait_async`` through the shared waker thread.
+"""asyncio consumption (control/aio.py, _waits.py): ``async for`` and ``wait_async`` through the shared waker thread.
 
 Real queue folders under tmp_path, real futex wake-ups, and a writer in another
 process (multiprocessing, spawn) where the consumer must be woken across processes.
@@ -26,6 +26,7 @@ from chronicle_async import (
     QueueWriter,
     WriterConfig,
 )
+from chronicle_async import _waits
 from chronicle_async.control import aio
 
 TINY = WriterConfig(segment_size=16 * 1024)
@@ -132,7 +133,7 @@ async def test_async_for_receives_every_message_of_a_writer_process_in_order(tmp
 
             await asyncio.wait_for(consume(), BOUND)
             assert got == list(range(count))
-            assert aio.registered_waits() == 0
+            assert _waits.registered_waits() == 0
     finally:
         proc.join(BOUND)
         if proc.is_alive():
@@ -165,7 +166,7 @@ def test_async_for_on_uvloop_is_woken_by_a_writer_thread(queue_dir, writers, rea
         return got
 
     assert uvloop.run(main()) == list(range(50))
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0
 
 
 # -- wait_async ------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ async def test_wait_async_returns_false_when_its_timeout_passes_without_a_write(
     assert await asyncio.wait_for(r.wait_async(0.2), BOUND) is False
     elapsed = time.monotonic() - t0
     assert 0.19 <= elapsed < 1.0
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0
     assert await aio.wait_async(r, 0) is False  # a zero timeout only looks
 
 
@@ -250,19 +251,19 @@ async def test_cancelling_a_waiting_task_leaves_no_registration_behind(queue_dir
     r1 = readers(queue_dir)
     r2 = readers(queue_dir)
     tasks = [asyncio.create_task(aio.wait_async(r1)), asyncio.create_task(anext(aiter(r2)))]
-    await wait_until(lambda: aio.registered_waits() == 2)
+    await wait_until(lambda: _waits.registered_waits() == 2)
     for t in tasks:
         t.cancel()
     for t in tasks:
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(t, BOUND)
-    assert aio.registered_waits() == 0
-    waker = aio.waker_thread()
+    assert _waits.registered_waits() == 0
+    waker = _waits.waker_thread()
     assert waker is not None and waker.is_alive()
     # the waker is still healthy: a new wait is woken by a write
     later(0.05, w.append, 1, b"after")
     assert await asyncio.wait_for(r1.wait_async(5.0), BOUND) is True
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0
 
 
 async def test_many_readers_awaited_by_many_tasks_share_one_waker_thread(tmp_path: pathlib.Path, writers, readers) -> None:
@@ -272,8 +273,8 @@ async def test_many_readers_awaited_by_many_tasks_share_one_waker_thread(tmp_pat
     rs = [[readers(d) for _ in range(3)] for d in dirs]
     before = {t.ident for t in threading.enumerate()}
     tasks = [asyncio.create_task(aio.wait_async(r, BOUND)) for group in rs for r in group]
-    await wait_until(lambda: aio.registered_waits() == 30)
-    wakers = [t for t in threading.enumerate() if t.name == aio.WAKER_THREAD_NAME]
+    await wait_until(lambda: _waits.registered_waits() == 30)
+    wakers = [t for t in threading.enumerate() if t.name == _waits.WAKER_THREAD_NAME]
     assert len(wakers) == 1
     assert len({t.ident for t in threading.enumerate()} - before - {wakers[0].ident}) == 0  # no thread per reader
     for i in range(0, 10, 2):  # wake the even queues only
@@ -282,11 +283,11 @@ async def test_many_readers_awaited_by_many_tasks_share_one_waker_thread(tmp_pat
     assert await asyncio.wait_for(asyncio.gather(*even), BOUND) == [True] * 15
     await asyncio.sleep(0.05)
     assert not any(tasks[3 * i + k].done() for i in range(1, 10, 2) for k in range(3))
-    assert aio.registered_waits() == 15
+    assert _waits.registered_waits() == 15
     for i in range(1, 10, 2):
         ws[i].append(1, b"y")
     assert await asyncio.wait_for(asyncio.gather(*tasks), BOUND) == [True] * 30
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0
 
 
 async def test_a_reader_closed_while_awaited_fails_its_wait_with_queue_closed_error(queue_dir, writers) -> None:
@@ -294,11 +295,11 @@ async def test_a_reader_closed_while_awaited_fails_its_wait_with_queue_closed_er
     writers(queue_dir)
     r = Queue.open_subscriber(queue_dir, None, "earliest")
     task = asyncio.create_task(aio.wait_async(r))
-    await wait_until(lambda: aio.registered_waits() == 1)
+    await wait_until(lambda: _waits.registered_waits() == 1)
     r.close()
     with pytest.raises(QueueClosedError):
         await asyncio.wait_for(task, 3.0)
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0
 
 
 async def test_wait_async_rejects_bad_arguments_with_typed_errors(queue_dir, writers, readers) -> None:
@@ -347,7 +348,7 @@ async def test_fanin_async_iteration_merges_every_source_in_timestamp_order(tmp_
         await wait_until(lambda: len(got) == 9)
         assert [ts for _s, ts, _p in got] == sorted(ts for _s, ts, _p in got)
         assert [(s, p[0]) for s, _ts, p in got] == [(k % 3, k % 3) for k in range(9)]
-        await wait_until(lambda: aio.registered_waits() == 1)  # parked on all three empty sources at once
+        await wait_until(lambda: _waits.registered_waits() == 1)  # parked on all three empty sources at once
         for i in (2, 0, 1):  # each source wakes it
             ws[i].append(1, bytes([i, 9]))
             await asyncio.sleep(0.02)
@@ -381,4 +382,4 @@ async def test_fanin_wait_async_holds_a_message_for_its_lateness_unless_the_empt
         assert bytes(fan.next()[1].payload) == b"b1"
     finally:
         fan.close()
-    assert aio.registered_waits() == 0
+    assert _waits.registered_waits() == 0

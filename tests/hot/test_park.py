@@ -18,9 +18,9 @@ def _table(reader) -> np.ndarray:
     """One source row for ``reader``'s position, as the waker and FanInReader build it."""
     t = np.zeros((1, L.SRC_FIELDS), np.int64)
     t[0, L.SRC_STATE] = L.SRC_ACTIVE
-    t[0, L.SRC_SEG_ADDR] = reader._seg.arr.ctypes.data
-    t[0, L.SRC_OFFSET] = reader._off
-    t[0, L.SRC_CTL_ADDR] = reader._ctl_arr.ctypes.data
+    t[0, L.SRC_SEG_ADDR] = reader.cursor.segment.arr.ctypes.data
+    t[0, L.SRC_OFFSET] = reader.cursor.offset
+    t[0, L.SRC_CTL_ADDR] = reader.cursor.ctl_arr.ctypes.data
     t[0, L.SRC_CAN_PARK] = 1
     return t
 

@@ -25,7 +25,7 @@ import uvloop
 
 from chronicle_async import Backoff, FanInReader, HotLoop, Park, ParkCounts, Queue
 from chronicle_async import _warm
-from chronicle_async.control import aio
+from chronicle_async import _waits
 
 COUNT = 3000  # messages per queue
 GAP_US = 300  # mean gap between the writer's rounds (150-450 µs)
@@ -139,12 +139,12 @@ def test_asyncio_waits_end_every_park_of_the_waker_at_a_wake(queues, loop_kind, 
         assert _compiled(_warm.WAITER_KERNELS) == compiled, "a wait compiled a kernel"
         r.close()
 
-    before = np.array(aio.park_counts())
+    before = np.array(_waits.park_counts())
     if loop_kind == "uvloop":
         uvloop.run(consume())
     else:
         asyncio.run(consume())
-    counts = ParkCounts(*(int(x) for x in np.array(aio.park_counts()) - before))
+    counts = ParkCounts(*(int(x) for x in np.array(_waits.park_counts()) - before))
     _assert_woken_not_sliced(counts, f"{how} on {loop_kind} (the waker thread)")
 
 
