@@ -15,25 +15,33 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from ._errors import ForkError
 
-_tracked: "weakref.WeakSet[Any]" = weakref.WeakSet()
+#: The hooks of the open objects, by the object's id; held weakly, so tracking keeps nothing alive.
+_hooks: "dict[int, weakref.WeakMethod]" = {}
 
 
-def track(obj: Any) -> None:
-    """Register an open object; it must have ``_forget_in_child()``."""
-    _tracked.add(obj)
+def track(hook: Callable[[], None]) -> None:
+    """Call ``hook`` (a bound method of an open object, held weakly) in a child made by ``fork()``.
+
+    The hook switches its object off without touching what the parent still uses: it closes no
+    mapping and commits nothing, and makes every later use raise :class:`ForkError`.
+    """
+    key = id(hook.__self__)  # type: ignore[attr-defined]
+    _hooks[key] = weakref.WeakMethod(hook, lambda _ref, key=key: _hooks.pop(key, None))  # type: ignore[arg-type]
 
 
 def _in_child() -> None:
-    for obj in list(_tracked):
+    # Every live hook is taken first, so no object is collected (its hook lost) while another's runs.
+    hooks = [h for h in (ref() for ref in list(_hooks.values())) if h is not None]
+    _hooks.clear()
+    for hook in hooks:
         try:
-            obj._forget_in_child()
+            hook()
         except Exception:  # noqa: BLE001 - never let one object break the child's start
             pass
-    _tracked.clear()
 
 
 def error(what: str, path: str) -> ForkError:

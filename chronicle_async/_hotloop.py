@@ -200,7 +200,7 @@ class HotLoop:
             )
         self._compile()
         self._closed = False
-        _fork.track(self)
+        _fork.track(self._forget_in_child)
 
     @staticmethod
     def _check_int(name: str, v: object, lo: int, hi: int) -> None:

@@ -26,6 +26,7 @@ import os
 import struct
 import weakref
 
+from . import _fork
 from ._errors import QueuePermissionError
 
 # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
@@ -35,13 +36,6 @@ _F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
 
 _held: "weakref.WeakSet[FileLock]" = weakref.WeakSet()
 
-
-def _close_in_child() -> None:
-    for lock in list(_held):
-        lock._forget_in_child()
-
-
-os.register_at_fork(after_in_child=_close_in_child)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -62,6 +56,7 @@ class FileLock:
         self.path = path
         self._fd = fd
         _held.add(self)
+        _fork.track(self._forget_in_child)
 
     @classmethod
     def try_acquire(cls, path: str, fix: str = "retry") -> "FileLock | None":
@@ -118,6 +113,10 @@ class FileLock:
         except Exception:
             pass
 
+    def fileno(self) -> int:
+        """The descriptor of the locked file (the lock is on its open file description); -1 once released."""
+        return self._fd
+
     def _forget_in_child(self) -> None:
         if self._fd >= 0:
             try:
@@ -143,7 +142,7 @@ def held_in_this_process(path: str) -> bool:
         return False
     for lock in list(_held):
         try:
-            if lock.held and os.path.samestat(os.fstat(lock._fd), st):
+            if lock.held and os.path.samestat(os.fstat(lock.fileno()), st):
                 return True
         except OSError:  # released meanwhile by another thread
             continue

@@ -85,7 +85,7 @@ class PositionFile:
 
     @classmethod
     def _load(cls, path: str, name: str, lock: FileLock, segment_size: int, queue_id: int) -> "PositionFile":
-        fd = lock._fd
+        fd = lock.fileno()
         size = os.fstat(fd).st_size
         if size == 0 or (size == L.READER_FILE_LENGTH and not any(os.pread(fd, 8, 0))):
             # new, or left half-made by a failed create (header never written): (re)initialise

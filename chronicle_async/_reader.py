@@ -119,7 +119,7 @@ class QueueReader:
         self._park_counts = np.zeros(PARK_OUTCOMES, np.int64)  # how this reader's parks ended (park_counts)
         #: The position and the mapped files: owned by the cursor (``_cursor.py``), read through it.
         self._cursor = ReaderCursor(self._path, self._name, start, verify)
-        _fork.track(self)
+        _fork.track(self._forget_in_child)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ class QueueWriter:
             self._teardown()
             raise
         self._closed = False
-        _fork.track(self)
+        _fork.track(self._forget_in_child)
         if F.segment_version(self._seg) < L.SEGMENT_VERSION:
             self.roll()  # a head segment written by an older version: new records go to a current one
 
