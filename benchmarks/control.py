@@ -329,7 +329,7 @@ def _retention_writer(w, n: int, gap_ticks: int) -> tuple[np.ndarray, np.ndarray
 
 def _retention_once(retention: bool, n: int, gap_ticks: int, per_ns: float) -> dict:
     from chronicle_async import Queue, WriterConfig
-    from chronicle_async._files import list_segments
+    from chronicle_async.queue.files import list_segments
 
     seg = 1 << 20
     cfg = WriterConfig(segment_size=seg, max_segments=4) if retention else WriterConfig(segment_size=seg)

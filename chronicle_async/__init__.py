@@ -19,20 +19,20 @@ loaded on first use; they are listed only in their subpackage's ``__all__``.
 """
 from __future__ import annotations
 
-from ._config import Durability as Durability
+from .queue.config import Durability as Durability
 from ._errors import BackPressureError as BackPressureError
 from ._errors import HandlerError as HandlerError
-from ._fanin import FanInReader as FanInReader
-from ._hotloop import HotLogRecord as HotLogRecord
-from ._hotloop import HotLoop as HotLoop
-from ._idle import Backoff as Backoff
-from ._idle import BusySpin as BusySpin
-from ._idle import Park as Park
-from ._idle import ParkCounts as ParkCounts
-from ._ring import SpscRing as SpscRing
-from ._config import Start as Start
-from ._config import WaitStrategy as WaitStrategy
-from ._config import WriterConfig as WriterConfig
+from .loop.fanin import FanInReader as FanInReader
+from .loop.hotloop import HotLogRecord as HotLogRecord
+from .loop.hotloop import HotLoop as HotLoop
+from .queue.idle import Backoff as Backoff
+from .queue.idle import BusySpin as BusySpin
+from .queue.idle import Park as Park
+from .queue.idle import ParkCounts as ParkCounts
+from .queue.ring import SpscRing as SpscRing
+from .queue.config import Start as Start
+from .queue.config import WaitStrategy as WaitStrategy
+from .queue.config import WriterConfig as WriterConfig
 from ._errors import ArgumentTypeError as ArgumentTypeError
 from ._errors import ChronicleError as ChronicleError
 from ._errors import CorruptQueueError as CorruptQueueError
@@ -51,15 +51,15 @@ from ._errors import QueuePermissionError as QueuePermissionError
 from ._errors import ReaderLockedError as ReaderLockedError
 from ._errors import UnsupportedVersionError as UnsupportedVersionError
 from ._errors import WriterLockedError as WriterLockedError
-from ._queue import Queue as Queue
-from ._reader import Message as Message
-from ._reader import QueueReader as QueueReader
-from ._reader import as_array as as_array
-from ._status import DisconnectReason as DisconnectReason
-from ._status import WriterStatus as WriterStatus
-from ._recovery import RecoveryReport as RecoveryReport
-from ._writer import QueueWriter as QueueWriter
-from .retention import cleanup_segments as cleanup_segments
+from .queue.queue import Queue as Queue
+from .queue.reader import Message as Message
+from .queue.reader import QueueReader as QueueReader
+from .queue.reader import as_array as as_array
+from .queue.liveness import DisconnectReason as DisconnectReason
+from .queue.liveness import WriterStatus as WriterStatus
+from .queue.recovery import RecoveryReport as RecoveryReport
+from .queue.writer import QueueWriter as QueueWriter
+from .queue.retention import cleanup_segments as cleanup_segments
 
 #: Reachable as ``chronicle_async.X`` too, loaded on first use, so that ``import chronicle_async``
 #: in a plain writer or reader process loads no asyncio, watchfiles or pandas. Their public home,

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _args as A
+from .queue import args as A
 from ._errors import ArgumentTypeError, CorruptSegmentError, InvalidArgumentError
-from ._reader import QueueReader
+from .queue.reader import QueueReader
 from .hot import layout as L
 from .hot import status as S
 from .hot._jit import kernel

@@ -8,8 +8,8 @@ import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, TypeVar
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
-from .._hotloop import HotLoop
-from .._writer import QueueWriter
+from ..loop.hotloop import HotLoop
+from ..queue.writer import QueueWriter
 from ._supervise import WorkerFailure, supervise
 from .logdrain import LogDrain
 from .prealloc import Prealloc
@@ -175,7 +175,7 @@ class ControlPlane:
         writer.check_open()
         if any(w is writer for w in self._writers):
             return
-        from .._writer import MAX_PREPARE_AHEAD
+        from ..queue.writer import MAX_PREPARE_AHEAD
 
         for cap_name, cap in (("max_bytes", max_bytes), ("max_segments", max_segments)):
             if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):

@@ -4,7 +4,7 @@
 :class:`~chronicle_async.QueueReader` or a :class:`~chronicle_async.FanInReader`;
 ``async for`` over either does the same (``reader.__aiter__``). The machinery (the one
 waker thread for the whole process, its registrations, the semantics of a wait) lives in
-``chronicle_async/_waits.py``, which this module only checks arguments for and calls; the
+``chronicle_async/queue/waits.py``, which this module only checks arguments for and calls; the
 module notes on the semantics of these waits (the writer's close, fairness, spin, fork) are
 that module's docstring.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _waits
+from ..queue import waits as _waits
 from .._errors import ArgumentTypeError
-from .._fanin import FanInReader
-from .._reader import QueueReader
-from .._waits import (
+from ..loop.fanin import FanInReader
+from ..queue.reader import QueueReader
+from ..queue.waits import (
     DEFAULT_SPIN_S,
     FAIRNESS_BATCH,
     WAKER_THREAD_NAME,

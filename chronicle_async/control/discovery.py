@@ -60,8 +60,8 @@ from dataclasses import dataclass
 
 import watchfiles
 
-from .. import _args as A
-from .._config import Start
+from ..queue import args as A
+from ..queue.config import Start
 from .._errors import (
     ArgumentTypeError,
     BackPressureError,
@@ -70,9 +70,9 @@ from .._errors import (
     QueueNotFoundError,
     QueuePermissionError,
 )
-from .._hotloop import HotLoop
-from .._queue import Queue
-from .._reader import QueueReader
+from ..loop.hotloop import HotLoop
+from ..queue.queue import Queue
+from ..queue.reader import QueueReader
 from ..hot import layout as L
 
 log = logging.getLogger("chronicle_async")

@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._hotloop import HotLogRecord, HotLoop
+    from ..loop.hotloop import HotLogRecord, HotLoop
 
 
 def format_record(r: "HotLogRecord") -> str:

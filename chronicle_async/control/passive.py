@@ -72,9 +72,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Self
 
-from .. import _args as A
-from .. import _files as F
-from .._config import Start, WaitStrategy
+from ..queue import args as A
+from ..queue import files as F
+from ..queue.config import Start, WaitStrategy
 from .._errors import (
     ArgumentTypeError,
     ChronicleError,
@@ -82,8 +82,8 @@ from .._errors import (
     QueueClosedError,
     QueueNotFoundError,
 )
-from .._reader import QueueReader
-from .._status import DisconnectReason
+from ..queue.reader import QueueReader
+from ..queue.liveness import DisconnectReason
 
 try:
     from watchfiles import awatch
@@ -316,7 +316,7 @@ class PassiveDiscovery:
             except InvalidArgumentError as e:  # the application handed it to a HotLoop, which owns it now
                 log.warning("PassiveDiscovery of %s: not closing its reader: %s", self._path, e)
                 return
-            from .. import _waits
+            from ..queue import waits as _waits
 
             _waits.poke()  # a task awaiting this reader learns it was closed now, not a park slice later
 

@@ -32,11 +32,11 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
-from .. import _files as F
-from .._config import Durability
+from ..queue import files as F
+from ..queue.config import Durability
 
 if TYPE_CHECKING:
-    from .._writer import QueueWriter
+    from ..queue.writer import QueueWriter
 
 log = logging.getLogger("chronicle_async")
 

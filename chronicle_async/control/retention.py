@@ -1,7 +1,7 @@
 """The retention worker: apply each managed writer's ``max_bytes`` / ``max_segments`` caps
 (from ``ControlPlane.manage_writer``, else from the writer's ``WriterConfig``).
 
-It plans with :func:`chronicle_async.retention.plan_cleanup` (which documents
+It plans with :func:`chronicle_async.queue.retention.plan_cleanup` (which documents
 what it reads and why stale values can only make it delete less), then deletes
 in batches of ``batch`` files, yielding to the event loop between batches, all
 file work on an executor thread. It never deletes the head segment or newer,
@@ -16,14 +16,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .. import _files as F
-from ..retention import delete_segments, plan_cleanup
+from ..queue import files as F
+from ..queue.retention import delete_segments, plan_cleanup
 from ._supervise import WorkerFailure
 
 log = logging.getLogger("chronicle_async")
 
 if TYPE_CHECKING:
-    from .._writer import QueueWriter
+    from ..queue.writer import QueueWriter
 
 
 class Retention:

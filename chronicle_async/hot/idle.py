@@ -12,6 +12,8 @@ for at most ``FALLBACK_PARK_NS``, so a write is noticed within a millisecond.
 from __future__ import annotations
 
 from . import layout as L
+
+from . import tables as T
 from ._jit import kernel
 from .atomics import (
     fence_seq_cst,
@@ -62,23 +64,23 @@ def sched_yield():
 def clock_ns(clock_id, ts_addr):
     """``clock_gettime(clock_id)`` in ns, using 16 bytes of scratch at ``ts_addr``."""
     raw_syscall6(SYS_CLOCK_GETTIME, clock_id, ts_addr, 0, 0, 0, 0)
-    return load_plain_i64_at(ts_addr + L.TIMESPEC_SEC_OFFSET) * 1_000_000_000 + load_plain_i64_at(ts_addr + L.TIMESPEC_NSEC_OFFSET)
+    return load_plain_i64_at(ts_addr + T.TIMESPEC_SEC_OFFSET) * 1_000_000_000 + load_plain_i64_at(ts_addr + T.TIMESPEC_NSEC_OFFSET)
 
 
 @kernel(inline="always")
 def _set_entry(waitv_addr, i, word_addr, value):
-    e = waitv_addr + i * L.FUTEX_WAITV_LENGTH
+    e = waitv_addr + i * T.FUTEX_WAITV_LENGTH
     # The kernel compares a u32 word and rejects (EINVAL) a val above 2**32 - 1: never sign-extend.
-    store_plain_i64_at(e + L.FUTEX_WAITV_VAL_OFFSET, value & 0xFFFFFFFF)
-    store_plain_i64_at(e + L.FUTEX_WAITV_UADDR_OFFSET, word_addr)
-    store_plain_i64_at(e + L.FUTEX_WAITV_FLAGS_OFFSET, FUTEX2_SIZE_U32)  # flags u32 + reserved u32 = 0
+    store_plain_i64_at(e + T.FUTEX_WAITV_VAL_OFFSET, value & 0xFFFFFFFF)
+    store_plain_i64_at(e + T.FUTEX_WAITV_UADDR_OFFSET, word_addr)
+    store_plain_i64_at(e + T.FUTEX_WAITV_FLAGS_OFFSET, FUTEX2_SIZE_U32)  # flags u32 + reserved u32 = 0
 
 
 @kernel(inline="always")
 def _has_data(sources):
     for i in range(sources.shape[0]):
-        if sources[i, L.SRC_STATE] == L.SRC_ACTIVE:
-            if load_acquire_i32_at(sources[i, L.SRC_SEG_ADDR] + sources[i, L.SRC_OFFSET]) != 0:
+        if sources[i, T.SRC_STATE] == T.SRC_ACTIVE:
+            if load_acquire_i32_at(sources[i, T.SRC_SEG_ADDR] + sources[i, T.SRC_OFFSET]) != 0:
                 return True
     return False
 
@@ -96,11 +98,11 @@ def park_many(sources, ring_addr, scratch_addr, waitv_addr, park_ns):
     until = clock_ns(CLOCK_REALTIME, scratch_addr) + park_ns + 1
     need_fence = False
     for i in range(n_src):
-        if sources[i, L.SRC_STATE] == L.SRC_ACTIVE and sources[i, L.SRC_CAN_PARK] == 0:
+        if sources[i, T.SRC_STATE] == T.SRC_ACTIVE and sources[i, T.SRC_CAN_PARK] == 0:
             park_ns = min(park_ns, FALLBACK_PARK_NS)  # a read-only queue cannot wake us: poll it
             polling = True
-        if sources[i, L.SRC_STATE] == L.SRC_ACTIVE and sources[i, L.SRC_CAN_PARK] != 0:
-            ctl = sources[i, L.SRC_CTL_ADDR]
+        if sources[i, T.SRC_STATE] == T.SRC_ACTIVE and sources[i, T.SRC_CAN_PARK] != 0:
+            ctl = sources[i, T.SRC_CTL_ADDR]
             fetch_add_seq_cst_i32_at(ctl + L.CTL_WAITERS_OFFSET, 1)
             fetch_max_seq_cst_i64_at(ctl + L.CTL_PARK_DEADLINE_NS_OFFSET, until)
             if load_relaxed_i32_at(ctl + L.CTL_WRITER_FLAGS_OFFSET) & L.WRITER_FLAG_ASYMMETRIC_FENCE:
@@ -115,25 +117,25 @@ def park_many(sources, ring_addr, scratch_addr, waitv_addr, park_ns):
     _set_entry(waitv_addr, n, bell, load_acquire_i32_at(bell))
     n += 1
     for i in range(n_src):
-        if n >= L.FUTEX_WAITV_MAX:
+        if n >= T.FUTEX_WAITV_MAX:
             park_ns = min(park_ns, FALLBACK_PARK_NS)  # more queues than one call can watch: poll
             polling = True
             break
-        if sources[i, L.SRC_STATE] == L.SRC_ACTIVE and sources[i, L.SRC_CAN_PARK] != 0:
-            word = sources[i, L.SRC_CTL_ADDR] + L.CTL_NOTIFY_SEQ_OFFSET
+        if sources[i, T.SRC_STATE] == T.SRC_ACTIVE and sources[i, T.SRC_CAN_PARK] != 0:
+            word = sources[i, T.SRC_CTL_ADDR] + L.CTL_NOTIFY_SEQ_OFFSET
             _set_entry(waitv_addr, n, word, load_acquire_i32_at(word))
             n += 1
     result = PARK_READY
     if peek_at(ring_addr) == 0 and not _has_data(sources):
         # 3. sleep (absolute CLOCK_MONOTONIC deadline)
         deadline = clock_ns(CLOCK_MONOTONIC, scratch_addr) + park_ns
-        store_plain_i64_at(scratch_addr + L.TIMESPEC_SEC_OFFSET, deadline // 1_000_000_000)
-        store_plain_i64_at(scratch_addr + L.TIMESPEC_NSEC_OFFSET, deadline % 1_000_000_000)
+        store_plain_i64_at(scratch_addr + T.TIMESPEC_SEC_OFFSET, deadline // 1_000_000_000)
+        store_plain_i64_at(scratch_addr + T.TIMESPEC_NSEC_OFFSET, deadline % 1_000_000_000)
         r = raw_syscall6(SYS_FUTEX_WAITV, waitv_addr, n, 0, scratch_addr, CLOCK_MONOTONIC, 0)
         if r == -ENOSYS:
             polling = True
-            store_plain_i64_at(scratch_addr + L.TIMESPEC_SEC_OFFSET, 0)
-            store_plain_i64_at(scratch_addr + L.TIMESPEC_NSEC_OFFSET, min(park_ns, FALLBACK_PARK_NS))
+            store_plain_i64_at(scratch_addr + T.TIMESPEC_SEC_OFFSET, 0)
+            store_plain_i64_at(scratch_addr + T.TIMESPEC_NSEC_OFFSET, min(park_ns, FALLBACK_PARK_NS))
             r = raw_syscall6(SYS_FUTEX, bell, FUTEX_WAIT, load_plain_i64_at(waitv_addr) & 0xFFFFFFFF, scratch_addr, 0, 0)
         if r >= 0:
             result = PARK_WOKEN
@@ -149,8 +151,8 @@ def park_many(sources, ring_addr, scratch_addr, waitv_addr, park_ns):
     # 4. deregister
     store_relaxed_i32_at(ring_addr + L.RING_PARKED_OFFSET, 0)
     for i in range(n_src):
-        if sources[i, L.SRC_STATE] == L.SRC_ACTIVE and sources[i, L.SRC_CAN_PARK] != 0:
-            fetch_add_seq_cst_i32_at(sources[i, L.SRC_CTL_ADDR] + L.CTL_WAITERS_OFFSET, -1)
+        if sources[i, T.SRC_STATE] == T.SRC_ACTIVE and sources[i, T.SRC_CAN_PARK] != 0:
+            fetch_add_seq_cst_i32_at(sources[i, T.SRC_CTL_ADDR] + L.CTL_WAITERS_OFFSET, -1)
     return result
 
 

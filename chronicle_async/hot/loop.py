@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import layout as L
+
+from . import tables as T
 from . import status
 from ._jit import kernel
 from .append import append_at
@@ -89,9 +91,9 @@ def now_ns(loop):
     The counter is extrapolated from one reading of CLOCK_REALTIME at calibration
     (float64 arithmetic: no integer overflow, sub-ns resolution for years).
     """
-    ticks = rdtsc() - loop[L.LOOP_CLOCK_BASE_TSC]
-    per_tick = loop.view(np.float64)[L.LOOP_CLOCK_NS_PER_TICK_F64]
-    return loop[L.LOOP_CLOCK_BASE_NS] + np.int64(np.float64(ticks) * per_tick)
+    ticks = rdtsc() - loop[T.LOOP_CLOCK_BASE_TSC]
+    per_tick = loop.view(np.float64)[T.LOOP_CLOCK_NS_PER_TICK_F64]
+    return loop[T.LOOP_CLOCK_BASE_NS] + np.int64(np.float64(ticks) * per_tick)
 
 
 # -- what a handler may call: ctx = (outputs, params, log_ring, loop) ---------------------------
@@ -105,14 +107,14 @@ def emit(ctx, output, type_id, payload, timestamp_ns):
     ``emit_headroom`` bytes: the loop rolls an output before it gets that full.
     """
     outputs = ctx[0]
-    seg = outputs[output, L.OUT_SEG_ADDR]
-    size = outputs[output, L.OUT_SEG_SIZE]
-    ctl = outputs[output, L.OUT_CTL_ADDR]
+    seg = outputs[output, T.OUT_SEG_ADDR]
+    size = outputs[output, T.OUT_SEG_SIZE]
+    ctl = outputs[output, T.OUT_CTL_ADDR]
     r = append_at(seg, size, ctl, type_id, address_of(payload, 0), payload.shape[0], timestamp_ns)
     if r >= 0:
-        outputs[output, L.OUT_EMITTED] += 1
-    if r == status.SEGMENT_FULL or load_plain_i64_at(ctl + L.CTL_WRITE_OFFSET_OFFSET) + outputs[output, L.OUT_HEADROOM] > size - L.RECORD_ALIGNMENT:
-        outputs[output, L.OUT_FULL] = 1
+        outputs[output, T.OUT_EMITTED] += 1
+    if r == status.SEGMENT_FULL or load_plain_i64_at(ctl + L.CTL_WRITE_OFFSET_OFFSET) + outputs[output, T.OUT_HEADROOM] > size - L.RECORD_ALIGNMENT:
+        outputs[output, T.OUT_FULL] = 1
     return r
 
 
@@ -142,14 +144,14 @@ def _log_at(log_addr, loop, level, event, source, arg0, arg1, arg2, arg3):
         d = load_plain_i64_at(log_addr + L.RING_DROPPED_OFFSET)
         store_release_i64_at(log_addr + L.RING_DROPPED_OFFSET, d + 1)
         return False
-    store_plain_i64_at(slot + L.LOG_TIMESTAMP_NS_OFFSET, now_ns(loop))
-    store_plain_i32_at(slot + L.LOG_LEVEL_OFFSET, level)
-    store_plain_i32_at(slot + L.LOG_EVENT_OFFSET, event)
-    store_plain_i64_at(slot + L.LOG_SOURCE_OFFSET, source)
-    store_plain_i64_at(slot + L.LOG_ARG0_OFFSET, arg0)
-    store_plain_i64_at(slot + L.LOG_ARG1_OFFSET, arg1)
-    store_plain_i64_at(slot + L.LOG_ARG2_OFFSET, arg2)
-    store_plain_i64_at(slot + L.LOG_ARG3_OFFSET, arg3)
+    store_plain_i64_at(slot + T.LOG_TIMESTAMP_NS_OFFSET, now_ns(loop))
+    store_plain_i32_at(slot + T.LOG_LEVEL_OFFSET, level)
+    store_plain_i32_at(slot + T.LOG_EVENT_OFFSET, event)
+    store_plain_i64_at(slot + T.LOG_SOURCE_OFFSET, source)
+    store_plain_i64_at(slot + T.LOG_ARG0_OFFSET, arg0)
+    store_plain_i64_at(slot + T.LOG_ARG1_OFFSET, arg1)
+    store_plain_i64_at(slot + T.LOG_ARG2_OFFSET, arg2)
+    store_plain_i64_at(slot + T.LOG_ARG3_OFFSET, arg3)
     publish_at(log_addr)
     return True
 
@@ -164,26 +166,26 @@ RUN_UNTIL_WORK = 2  # return after the first pass that handled a message (Python
 
 @kernel(inline="always")
 def _row_addr(sources, i, field):
-    return address_of(sources, 0) + (i * L.SRC_FIELDS + field) * L.SIZE_OF_I64
+    return address_of(sources, 0) + (i * T.SRC_FIELDS + field) * L.SIZE_OF_I64
 
 
 @kernel
 def commit_source(sources, i, loop):
     """Write source ``i``'s position to its position file, if it is named and has moved."""
-    pos = sources[i, L.SRC_POS_ADDR]
-    if pos != 0 and sources[i, L.SRC_UNCOMMITTED] != 0:
-        g = sources[i, L.SRC_POS_GEN] + 1
-        commit_position_at(pos, g, sources[i, L.SRC_SEG_ID], sources[i, L.SRC_OFFSET],
-                           sources[i, L.SRC_NEXT_SEQ], now_ns(loop), sources[i, L.SRC_EPOCH])
-        sources[i, L.SRC_POS_GEN] = g
-    sources[i, L.SRC_UNCOMMITTED] = 0
+    pos = sources[i, T.SRC_POS_ADDR]
+    if pos != 0 and sources[i, T.SRC_UNCOMMITTED] != 0:
+        g = sources[i, T.SRC_POS_GEN] + 1
+        commit_position_at(pos, g, sources[i, T.SRC_SEG_ID], sources[i, T.SRC_OFFSET],
+                           sources[i, T.SRC_NEXT_SEQ], now_ns(loop), sources[i, T.SRC_EPOCH])
+        sources[i, T.SRC_POS_GEN] = g
+    sources[i, T.SRC_UNCOMMITTED] = 0
 
 
 @kernel(inline="always")
 def _outputs_full(outputs):
     full = False
     for j in range(outputs.shape[0]):
-        if outputs[j, L.OUT_FULL] != 0:
+        if outputs[j, T.OUT_FULL] != 0:
             full = True
     return full
 
@@ -192,22 +194,22 @@ def _outputs_full(outputs):
 def _command(sources, pbits, loop, log_addr, op, a0, a1):
     """Carry out one command; True if it was STOP."""
     n_src = sources.shape[0]
-    if op == L.CMD_ADD_READER and 0 <= a0 < n_src and sources[a0, L.SRC_STATE] == L.SRC_FREE:
-        sources[a0, L.SRC_STATE] = L.SRC_ACTIVE
-        _log_at(log_addr, loop, LOG_DEBUG, EVENT_READER_ADDED, sources[a0, L.SRC_SOURCE_ID], a0, 0, 0, 0)
-    elif op == L.CMD_REMOVE_READER and 0 <= a0 < n_src and sources[a0, L.SRC_STATE] == L.SRC_ACTIVE:
-        sources[a0, L.SRC_UNCOMMITTED] += 1  # always write the final position
+    if op == T.CMD_ADD_READER and 0 <= a0 < n_src and sources[a0, T.SRC_STATE] == T.SRC_FREE:
+        sources[a0, T.SRC_STATE] = T.SRC_ACTIVE
+        _log_at(log_addr, loop, LOG_DEBUG, EVENT_READER_ADDED, sources[a0, T.SRC_SOURCE_ID], a0, 0, 0, 0)
+    elif op == T.CMD_REMOVE_READER and 0 <= a0 < n_src and sources[a0, T.SRC_STATE] == T.SRC_ACTIVE:
+        sources[a0, T.SRC_UNCOMMITTED] += 1  # always write the final position
         commit_source(sources, a0, loop)
-        store_release_i64_at(_row_addr(sources, a0, L.SRC_STATE), L.SRC_RETIRED)
-        _log_at(log_addr, loop, LOG_DEBUG, EVENT_READER_REMOVED, sources[a0, L.SRC_SOURCE_ID], a0,
-                sources[a0, L.SRC_NEXT_SEQ], 0, 0)
-    elif op == L.CMD_SET_PARAM and 0 <= a0 < pbits.shape[0]:
+        store_release_i64_at(_row_addr(sources, a0, T.SRC_STATE), T.SRC_RETIRED)
+        _log_at(log_addr, loop, LOG_DEBUG, EVENT_READER_REMOVED, sources[a0, T.SRC_SOURCE_ID], a0,
+                sources[a0, T.SRC_NEXT_SEQ], 0, 0)
+    elif op == T.CMD_SET_PARAM and 0 <= a0 < pbits.shape[0]:
         pbits[a0] = a1
-    elif op == L.CMD_STOP:
+    elif op == T.CMD_STOP:
         for i in range(n_src):
-            if sources[i, L.SRC_STATE] == L.SRC_ACTIVE:
+            if sources[i, T.SRC_STATE] == T.SRC_ACTIVE:
                 commit_source(sources, i, loop)
-        _log_at(log_addr, loop, LOG_INFO, EVENT_STOPPED, -1, loop[L.LOOP_MESSAGES], 0, 0, 0)
+        _log_at(log_addr, loop, LOG_INFO, EVENT_STOPPED, -1, loop[T.LOOP_MESSAGES], 0, 0, 0)
         return True
     else:
         _log_at(log_addr, loop, LOG_WARNING, EVENT_BAD_COMMAND, -1, op, a0, 0, 0)
@@ -216,21 +218,21 @@ def _command(sources, pbits, loop, log_addr, op, a0, a1):
 
 @kernel
 def _idle(sources, cmd, scratch_addr, idle, loop, empty):
-    mode = idle[L.IDLE_MODE]
-    if mode == L.IDLE_SPIN:
+    mode = idle[T.IDLE_MODE]
+    if mode == T.IDLE_SPIN:
         cpu_relax()
         return empty
-    if mode == L.IDLE_BACKOFF and empty <= idle[L.IDLE_SPINS]:
+    if mode == T.IDLE_BACKOFF and empty <= idle[T.IDLE_SPINS]:
         cpu_relax()
         return empty
-    if mode == L.IDLE_BACKOFF and empty <= idle[L.IDLE_SPINS] + idle[L.IDLE_YIELDS]:
+    if mode == T.IDLE_BACKOFF and empty <= idle[T.IDLE_SPINS] + idle[T.IDLE_YIELDS]:
         sched_yield()
         return empty
-    outcome = park_many(sources, cmd, scratch_addr + L.SCRATCH_TIMESPEC_OFFSET, scratch_addr + L.SCRATCH_WAITV_OFFSET,
-                        idle[L.IDLE_PARK_NS])
-    loop[L.LOOP_PARKS] += 1
-    loop[L.LOOP_PARK_OUTCOMES + outcome] += 1
-    return idle[L.IDLE_SPINS] + idle[L.IDLE_YIELDS]  # stay at the parking stage until work comes
+    outcome = park_many(sources, cmd, scratch_addr + T.SCRATCH_TIMESPEC_OFFSET, scratch_addr + T.SCRATCH_WAITV_OFFSET,
+                        idle[T.IDLE_PARK_NS])
+    loop[T.LOOP_PARKS] += 1
+    loop[T.LOOP_PARK_OUTCOMES + outcome] += 1
+    return idle[T.IDLE_SPINS] + idle[T.IDLE_YIELDS]  # stay at the parking stage until work comes
 
 
 @kernel
@@ -239,11 +241,11 @@ def _find_hole(sources):
     (the end marker is committed before the writer moves on, so that word will never be written);
     -1 if none. Read on idle passes only."""
     for i in range(sources.shape[0]):
-        if sources[i, L.SRC_STATE] != L.SRC_ACTIVE:
+        if sources[i, T.SRC_STATE] != T.SRC_ACTIVE:
             continue
-        seg_id = sources[i, L.SRC_SEG_ID]
-        at = sources[i, L.SRC_SEG_ADDR] + sources[i, L.SRC_OFFSET]
-        if load_acquire_i32_at(at) == 0 and load_acquire_i64_at(sources[i, L.SRC_CTL_ADDR] + L.CTL_WRITE_SEGMENT_OFFSET) > seg_id:
+        seg_id = sources[i, T.SRC_SEG_ID]
+        at = sources[i, T.SRC_SEG_ADDR] + sources[i, T.SRC_OFFSET]
+        if load_acquire_i32_at(at) == 0 and load_acquire_i64_at(sources[i, T.SRC_CTL_ADDR] + L.CTL_WRITE_SEGMENT_OFFSET) > seg_id:
             if load_acquire_i32_at(at) == 0:
                 return i
     return -1
@@ -254,19 +256,19 @@ def _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
     """Verify mode: True if the record read at ``off`` passes its checksum and the seq rule
     (``read.seq_in_order``). Otherwise count it, log it, step source ``i`` past it, and return False."""
     rec = seg + poff - L.RECORD_HEADER_LENGTH
-    flags = sources[i, L.SRC_VERIFY]
-    may_jump = (flags & L.SRC_VERIFY_MAY_JUMP) != 0 or rec != seg + off or off == L.SEGMENT_DATA_OFFSET
-    expected = sources[i, L.SRC_NEXT_SEQ]
-    any_seq = (flags & L.SRC_VERIFY_ANY_SEQ) != 0
+    flags = sources[i, T.SRC_VERIFY]
+    may_jump = (flags & T.SRC_VERIFY_MAY_JUMP) != 0 or rec != seg + off or off == L.SEGMENT_DATA_OFFSET
+    expected = sources[i, T.SRC_NEXT_SEQ]
+    any_seq = (flags & T.SRC_VERIFY_ANY_SEQ) != 0
     if record_checksum_ok_at(rec, n, load_plain_i32_at(seg + L.SEG_VERSION_OFFSET)) and (any_seq or seq_in_order(seq, expected, may_jump)):
-        if flags != L.SRC_VERIFY_ON:
-            sources[i, L.SRC_VERIFY] = L.SRC_VERIFY_ON
+        if flags != T.SRC_VERIFY_ON:
+            sources[i, T.SRC_VERIFY] = T.SRC_VERIFY_ON
         return True
-    sources[i, L.SRC_VERIFY] = flags | L.SRC_VERIFY_MAY_JUMP
-    sources[i, L.SRC_DAMAGED] += 1
-    sources[i, L.SRC_OFFSET] = nxt
-    sources[i, L.SRC_UNCOMMITTED] += 1
-    _log_at(log_addr, loop, LOG_ERROR, EVENT_DAMAGED, sources[i, L.SRC_SOURCE_ID], sources[i, L.SRC_SEG_ID],
+    sources[i, T.SRC_VERIFY] = flags | T.SRC_VERIFY_MAY_JUMP
+    sources[i, T.SRC_DAMAGED] += 1
+    sources[i, T.SRC_OFFSET] = nxt
+    sources[i, T.SRC_UNCOMMITTED] += 1
+    _log_at(log_addr, loop, LOG_ERROR, EVENT_DAMAGED, sources[i, T.SRC_SOURCE_ID], sources[i, T.SRC_SEG_ID],
             rec - seg, seq, expected)
     return False
 
@@ -280,9 +282,9 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
     pbits = params.view(np.int64)
     ctx = (outputs, params, log_ring, loop)
     n_src = sources.shape[0]
-    batch = loop[L.LOOP_BATCH]
-    max_cmds = loop[L.LOOP_MAX_COMMANDS]
-    commit_every = loop[L.LOOP_COMMIT_EVERY]
+    batch = loop[T.LOOP_BATCH]
+    max_cmds = loop[T.LOOP_MAX_COMMANDS]
+    commit_every = loop[T.LOOP_COMMIT_EVERY]
     empty = 0
     idle_passes = 0
     while True:
@@ -292,9 +294,9 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
             slot = peek_at(cmd)
             if slot == 0:
                 break
-            op = load_plain_i64_at(slot + L.CMD_OP_OFFSET)
-            a0 = load_plain_i64_at(slot + L.CMD_ARG0_OFFSET)
-            a1 = load_plain_i64_at(slot + L.CMD_ARG1_OFFSET)
+            op = load_plain_i64_at(slot + T.CMD_OP_OFFSET)
+            a0 = load_plain_i64_at(slot + T.CMD_ARG0_OFFSET)
+            a1 = load_plain_i64_at(slot + T.CMD_ARG1_OFFSET)
             consume_at(cmd)
             work += 1
             if _command(sources, pbits, loop, log_addr, op, a0, a1):
@@ -302,57 +304,57 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
         # 2. poll every active source, up to `batch` messages each
         got = 0
         for i in range(n_src):
-            if sources[i, L.SRC_STATE] != L.SRC_ACTIVE:
+            if sources[i, T.SRC_STATE] != T.SRC_ACTIVE:
                 continue
-            seg = sources[i, L.SRC_SEG_ADDR]
-            size = sources[i, L.SRC_SEG_SIZE]
-            off = sources[i, L.SRC_OFFSET]
-            source = sources[i, L.SRC_SOURCE_ID]
-            loop[L.LOOP_EXIT_SLOT] = i  # names the source if the handler raises
+            seg = sources[i, T.SRC_SEG_ADDR]
+            size = sources[i, T.SRC_SEG_SIZE]
+            off = sources[i, T.SRC_OFFSET]
+            source = sources[i, T.SRC_SOURCE_ID]
+            loop[T.LOOP_EXIT_SLOT] = i  # names the source if the handler raises
             k = 0
             while k < batch:
                 code, nxt, seq, ts, t, poff, n = read_next_at(seg, size, off)
                 if code == status.NO_DATA:
                     break
                 if code != 0:  # a segment end (map the next one) or a malformed record
-                    sources[i, L.SRC_OFFSET] = nxt
+                    sources[i, T.SRC_OFFSET] = nxt
                     if commit_every > 0:
                         commit_source(sources, i, loop)
-                    loop[L.LOOP_EXIT_SLOT] = i
+                    loop[T.LOOP_EXIT_SLOT] = i
                     if code == status.END_OF_SEGMENT:
                         return EXIT_NEED_SEGMENT
-                    loop[L.LOOP_ERROR] = code
-                    _log_at(log_addr, loop, LOG_ERROR, EVENT_CORRUPT, source, sources[i, L.SRC_SEG_ID], nxt, 0, 0)
+                    loop[T.LOOP_ERROR] = code
+                    _log_at(log_addr, loop, LOG_ERROR, EVENT_CORRUPT, source, sources[i, T.SRC_SEG_ID], nxt, 0, 0)
                     return EXIT_CORRUPT
-                if sources[i, L.SRC_VERIFY] != 0 and not _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
+                if sources[i, T.SRC_VERIFY] != 0 and not _verified(sources, i, loop, log_addr, seg, off, nxt, seq, poff, n):
                     off = nxt  # damaged: counted, logged and skipped, never handed to the handler
                     k += 1
                     continue
                 rc = handler(state, ctx, source, t, seq, ts, readonly_u8_at(seg + poff, n))
                 if rc != 0 and rc != YIELD:  # an error: the message stays unconsumed
-                    loop[L.LOOP_ERROR] = rc
-                    loop[L.LOOP_ERROR_SEQ] = seq
-                    loop[L.LOOP_ERROR_SOURCE] = source
+                    loop[T.LOOP_ERROR] = rc
+                    loop[T.LOOP_ERROR_SEQ] = seq
+                    loop[T.LOOP_ERROR_SOURCE] = source
                     _log_at(log_addr, loop, LOG_ERROR, EVENT_HANDLER_ERROR, source, rc, seq, 0, 0)
                     return EXIT_HANDLER_ERROR
                 off = nxt
-                sources[i, L.SRC_OFFSET] = off
-                sources[i, L.SRC_NEXT_SEQ] = seq + 1
-                sources[i, L.SRC_DELIVERED] += 1
-                sources[i, L.SRC_UNCOMMITTED] += 1
-                loop[L.LOOP_MESSAGES] += 1
+                sources[i, T.SRC_OFFSET] = off
+                sources[i, T.SRC_NEXT_SEQ] = seq + 1
+                sources[i, T.SRC_DELIVERED] += 1
+                sources[i, T.SRC_UNCOMMITTED] += 1
+                loop[T.LOOP_MESSAGES] += 1
                 k += 1
                 if rc == YIELD or _outputs_full(outputs):
                     return EXIT_YIELD if rc == YIELD else EXIT_NEED_ROLL
             if k > 0:
                 got += k
-                if commit_every > 0 and (k < batch or sources[i, L.SRC_UNCOMMITTED] >= commit_every):
+                if commit_every > 0 and (k < batch or sources[i, T.SRC_UNCOMMITTED] >= commit_every):
                     commit_source(sources, i, loop)  # a burst ended, or enough has piled up
-        loop[L.LOOP_CYCLES] += 1
+        loop[T.LOOP_CYCLES] += 1
         if got + work == 0 and idle_passes % HOLE_CHECK_EVERY == 0:  # now and then, on idle passes only
             h = _find_hole(sources)
             if h >= 0:
-                loop[L.LOOP_EXIT_SLOT] = h
+                loop[T.LOOP_EXIT_SLOT] = h
                 return EXIT_HOLE
         if pass_mode == RUN_ONCE or (pass_mode == RUN_UNTIL_WORK and got > 0):
             return EXIT_ONCE
@@ -373,7 +375,7 @@ def py_commit_source(sources, i, loop):
 @kernel
 def py_source_state(sources, i):
     """A source row's state, loaded with acquire order (pairs with the hot thread's release)."""
-    return load_acquire_i64_at(_row_addr(sources, i, L.SRC_STATE))
+    return load_acquire_i64_at(_row_addr(sources, i, T.SRC_STATE))
 
 
 @kernel
@@ -398,4 +400,4 @@ def collect(state, ctx, source, type_id, seq, timestamp_ns, payload):
 def py_park(sources, bell_ring, scratch, park_ns):
     """``park_many`` for Python callers (``FanInReader.wait``): sleep until a source is written."""
     a = address_of(scratch, 0)
-    return park_many(sources, address_of(bell_ring, 0), a + L.SCRATCH_TIMESPEC_OFFSET, a + L.SCRATCH_WAITV_OFFSET, park_ns)
+    return park_many(sources, address_of(bell_ring, 0), a + T.SCRATCH_TIMESPEC_OFFSET, a + T.SCRATCH_WAITV_OFFSET, park_ns)

@@ -1,4 +1,4 @@
-"""asyncio consumption (control/aio.py, _waits.py): ``async for`` and ``wait_async`` through the shared waker thread.
+"""asyncio consumption (control/aio.py, queue/waits.py): ``async for`` and ``wait_async`` through the shared waker thread.
 
 Real queue folders under tmp_path, real futex wake-ups, and a writer in another
 process (multiprocessing, spawn) where the consumer must be woken across processes.
@@ -26,7 +26,7 @@ from chronicle_async import (
     QueueWriter,
     WriterConfig,
 )
-from chronicle_async import _waits
+from chronicle_async.queue import waits as _waits
 from chronicle_async.control import aio
 
 TINY = WriterConfig(segment_size=16 * 1024)

@@ -32,7 +32,7 @@ from chronicle_async import (
     WorkerFailure,
     WriterConfig,
 )
-from chronicle_async import _files as F
+from chronicle_async.queue import files as F
 from chronicle_async.control import run
 
 from .test_logdrain import new_state, note

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from chronicle_async import ControlPlane, Queue, QueueWriter, WriterConfig
-from chronicle_async import _files as F
+from chronicle_async.queue import files as F
 from chronicle_async.hot import layout as L
 
 SEG = 64 * 1024

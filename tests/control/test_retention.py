@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chronicle_async import ControlPlane, Queue, QueueReader, QueueWriter, WriterConfig
-from chronicle_async import _files as F
+from chronicle_async.queue import files as F
 from chronicle_async.hot import layout as L
-from chronicle_async.retention import (
+from chronicle_async.queue.retention import (
     live_reader_segments,
     plan_cleanup,
     read_reader_position,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chronicle_async as ca
-from chronicle_async.hot import append as A
+from chronicle_async.hot import append as AP
 from chronicle_async.hot import checksum as C
 from chronicle_async.hot import layout as L
 from chronicle_async.hot import read as R
@@ -95,7 +95,7 @@ def _produce(seg, ctl, scratch, first, last):
         n = (i * 37) % 301
         for j in range(n):
             scratch[j] = (i * 7 + j) % 256
-        r = A.append(seg, ctl, i % 5, scratch[:n], 1000 + i)
+        r = AP.append(seg, ctl, i % 5, scratch[:n], 1000 + i)
         if r < 0:
             return i, r
         i += 1
@@ -104,7 +104,7 @@ def _produce(seg, ctl, scratch, first, last):
 
 @numba.njit
 def _append_one(seg, ctl, type_id, payload, ts):
-    return A.append(seg, ctl, type_id, payload, ts)
+    return AP.append(seg, ctl, type_id, payload, ts)
 
 
 def _produce_all(w, count):
@@ -230,7 +230,7 @@ def test_batch_kernel_stops_at_segment_full_and_resumes_after_a_roll(queue_dir):
         start, calls = 0, 0
         while start < count:
             h = w.hot_handle()
-            done = A.append_batch(h.seg, h.ctl, tids, data, offsets, tss, start)
+            done = AP.append_batch(h.seg, h.ctl, tids, data, offsets, tss, start)
             assert done >= 0
             start += done
             calls += 1
@@ -251,10 +251,10 @@ def test_batch_kernel_reports_bad_messages_only_when_nothing_was_appended(queue_
     with ca.Queue.open_publisher(queue_dir, ca.WriterConfig(segment_size=SEG)) as w:
         h = w.hot_handle()
         tids = np.array([0, -5, 0], np.int32)
-        assert A.append_batch(h.seg, h.ctl, tids, data, offsets, tss, 0) == 1  # message 0, then stop
-        assert A.append_batch(h.seg, h.ctl, tids, data, offsets, tss, 1) == S.BAD_TYPE_ID
+        assert AP.append_batch(h.seg, h.ctl, tids, data, offsets, tss, 0) == 1  # message 0, then stop
+        assert AP.append_batch(h.seg, h.ctl, tids, data, offsets, tss, 1) == S.BAD_TYPE_ID
         big = np.zeros(w.max_payload + 1, np.uint8)
-        assert A.append_batch(h.seg, h.ctl, np.zeros(1, np.int32), big, np.array([0, big.size], np.int64), tss[:1], 0) == S.PAYLOAD_TOO_LARGE
+        assert AP.append_batch(h.seg, h.ctl, np.zeros(1, np.int32), big, np.array([0, big.size], np.int64), tss[:1], 0) == S.PAYLOAD_TOO_LARGE
         assert w.next_seq == 1
 
 

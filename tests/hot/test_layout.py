@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import chronicle_async as ca
-from chronicle_async.hot import append as K
+from chronicle_async.hot import append as AP
 from chronicle_async.hot import layout as L
 from tests.reference import record_checksum
 
@@ -257,7 +257,7 @@ def test_max_payload_is_capped_by_the_commit_word():
 
 @numba.njit
 def _jitted_max_payload(size):
-    return K.max_payload(size)
+    return AP.max_payload(size)
 
 
 @pytest.mark.parametrize("size", [L.MIN_SEGMENT_SIZE, 1 << 20, L.DEFAULT_SEGMENT_SIZE, L.MAX_SEGMENT_SIZE])
@@ -420,7 +420,7 @@ def _rel(path: pathlib.Path) -> str:
 
 def _library_sources() -> list[pathlib.Path]:
     files = sorted(p for p in PACKAGE_DIR.rglob("*.py") if p.name != "layout.py" or p.parent.name != "hot")
-    assert any(p.name == "_writer.py" for p in files) and any(p.name == "read.py" for p in files)
+    assert any(p.name == "writer.py" for p in files) and any(p.name == "read.py" for p in files)
     return files
 
 

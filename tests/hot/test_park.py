@@ -7,28 +7,29 @@ import time
 import numpy as np
 
 from chronicle_async import Queue
-from chronicle_async._ring import SpscRing
-from chronicle_async.hot import append as A
+from chronicle_async.queue.ring import SpscRing
+from chronicle_async.hot import append as AP
 from chronicle_async.hot import idle as I
 from chronicle_async.hot import layout as L
+from chronicle_async.hot import tables as T
 from chronicle_async.hot import loop as K
 
 
 def _table(reader) -> np.ndarray:
     """One source row for ``reader``'s position, as the waker and FanInReader build it."""
-    t = np.zeros((1, L.SRC_FIELDS), np.int64)
-    t[0, L.SRC_STATE] = L.SRC_ACTIVE
-    t[0, L.SRC_SEG_ADDR] = reader.cursor.segment.arr.ctypes.data
-    t[0, L.SRC_OFFSET] = reader.cursor.offset
-    t[0, L.SRC_CTL_ADDR] = reader.cursor.ctl_arr.ctypes.data
-    t[0, L.SRC_CAN_PARK] = 1
+    t = np.zeros((1, T.SRC_FIELDS), np.int64)
+    t[0, T.SRC_STATE] = T.SRC_ACTIVE
+    t[0, T.SRC_SEG_ADDR] = reader.cursor.segment.arr.ctypes.data
+    t[0, T.SRC_OFFSET] = reader.cursor.offset
+    t[0, T.SRC_CTL_ADDR] = reader.cursor.ctl_arr.ctypes.data
+    t[0, T.SRC_CAN_PARK] = 1
     return t
 
 
 def _park(table, ns: int) -> int:
     ring = SpscRing(16, L.RING_SLOT_ALIGNMENT)
     try:
-        return K.py_park(table, ring.buffer, np.zeros(L.SCRATCH_LENGTH, np.uint8), ns)
+        return K.py_park(table, ring.buffer, np.zeros(T.SCRATCH_LENGTH, np.uint8), ns)
     finally:
         ring.close()
 
@@ -87,4 +88,4 @@ def test_a_park_that_runs_out_while_data_waits_counts_as_missed(queue_dir):
         t.start()
         assert _park(table, 300_000_000) == I.PARK_MISSED
         t.join()
-        A.wake_if_waiting(w._ctl.arr)
+        AP.wake_if_waiting(w._ctl.arr)

@@ -33,9 +33,9 @@ from chronicle_async._errors import (
     QueueClosedError,
     UnsupportedVersionError,
 )
-from chronicle_async._ring import SpscRing
+from chronicle_async.queue.ring import SpscRing
 from chronicle_async.hot import layout as L
-from chronicle_async.hot import ring as R
+from chronicle_async.hot import ring as RG
 from chronicle_async.hot.atomics import (
     address_of,
     load_plain_i64_at,
@@ -612,7 +612,7 @@ def _push_sequence(ring, values, slot_bytes):
     pushed = 0
     for v in values:
         store_plain_i64_at(address_of(src, 0), v)
-        if not R.try_push(ring, src):
+        if not RG.try_push(ring, src):
             break
         pushed += 1
     return pushed
@@ -623,7 +623,7 @@ def _pop_all(ring, out):
     """Pop with the array form until empty; the first i64 of each message into ``out``."""
     dst = np.zeros(8, np.uint8)
     n = 0
-    while n < out.shape[0] and R.try_pop(ring, dst):
+    while n < out.shape[0] and RG.try_pop(ring, dst):
         out[n] = load_plain_i64_at(address_of(dst, 0))
         n += 1
     return n
@@ -637,7 +637,7 @@ def _push_or_drop_many(ring, count):
     accepted = 0
     for i in range(count):
         store_plain_i64_at(address_of(src, 0), i)
-        if R.push_or_drop_at(r, address_of(src, 0), 8):
+        if RG.push_or_drop_at(r, address_of(src, 0), 8):
             accepted += 1
     return accepted
 
@@ -648,11 +648,11 @@ def _claim_publish(ring, values):
     r = address_of(ring, 0)
     n = 0
     for v in values:
-        slot = R.claim_at(r)
+        slot = RG.claim_at(r)
         if slot == 0:
             break
         store_plain_i64_at(slot, v)
-        R.publish_at(r)
+        RG.publish_at(r)
         n += 1
     return n
 
@@ -663,11 +663,11 @@ def _peek_consume(ring, out):
     r = address_of(ring, 0)
     n = 0
     while n < out.shape[0]:
-        slot = R.peek_at(r)
+        slot = RG.peek_at(r)
         if slot == 0:
             break
         out[n] = load_plain_i64_at(slot)
-        R.consume_at(r)
+        RG.consume_at(r)
         n += 1
     return n
 

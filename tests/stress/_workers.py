@@ -493,7 +493,7 @@ def cmd_pingpong(out_path: str, in_path: str, rounds: int, strategy: str, segmen
 
 
 def _compiled_wake_kernels() -> list[int]:
-    from chronicle_async import _warm
+    from chronicle_async.queue import warm as _warm
 
     return [len(k.overloads) for k in _warm.WRITER_KERNELS]
 

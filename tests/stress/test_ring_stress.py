@@ -23,8 +23,8 @@ import numba
 import numpy as np
 import pytest
 
-from chronicle_async._ring import SpscRing
-from chronicle_async.hot import ring as R
+from chronicle_async.queue.ring import SpscRing
+from chronicle_async.hot import ring as RG
 from chronicle_async.hot.atomics import (
     address_of,
     cpu_relax,
@@ -55,7 +55,7 @@ def produce_array_form(ring, state, count, max_idle):
     idle = 0
     while i < count:
         value[0] = i
-        if R.try_push(ring, src):
+        if RG.try_push(ring, src):
             i += 1
             idle = 0
         else:
@@ -78,7 +78,7 @@ def consume_array_form(ring, state, count, max_idle):
     received, prev, errors = state[0], state[1], state[2]
     idle = 0
     while received < count:
-        if R.try_pop(ring, dst):
+        if RG.try_pop(ring, dst):
             v = value[0]
             if v != prev + 1:
                 if errors == 0:
@@ -104,10 +104,10 @@ def produce_in_place(ring, state, count, max_idle):
     i = state[0]
     idle = 0
     while i < count:
-        slot = R.claim_at(r)
+        slot = RG.claim_at(r)
         if slot != 0:
             store_plain_i64_at(slot, i)
-            R.publish_at(r)
+            RG.publish_at(r)
             i += 1
             idle = 0
         else:
@@ -126,10 +126,10 @@ def consume_in_place(ring, state, count, max_idle):
     received, prev, errors = state[0], state[1], state[2]
     idle = 0
     while received < count:
-        slot = R.peek_at(r)
+        slot = RG.peek_at(r)
         if slot != 0:
             v = load_plain_i64_at(slot)
-            R.consume_at(r)
+            RG.consume_at(r)
             if v != prev + 1:
                 if errors == 0:
                     state[3] = received

@@ -24,8 +24,8 @@ import pytest
 import uvloop
 
 from chronicle_async import Backoff, FanInReader, HotLoop, Park, ParkCounts, Queue
-from chronicle_async import _warm
-from chronicle_async import _waits
+from chronicle_async.queue import warm as _warm
+from chronicle_async.queue import waits as _waits
 
 COUNT = 3000  # messages per queue
 GAP_US = 300  # mean gap between the writer's rounds (150-450 µs)

@@ -1,0 +1,331 @@
+"""The ``chronicle`` command. Imports are lazy so ``chronicle --help`` compiles nothing.
+
+Commands: ``demo``, ``inspect``, ``tail``, ``readers``, ``monitor``, ``bench``. Errors are
+printed as ``chronicle: <TypeName>: message``; the exit code is 1 for an error from the
+library or the file system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+_EXAMPLES_TAIL = """\
+payloads are shown as JSON if they parse, else as UTF-8 text if printable, else as hex:
+
+  seq  time (UTC, ns)  type=N  len=N  payload
+
+examples:
+  chronicle tail /dev/shm/bus/prices              the last 10 messages
+  chronicle tail /dev/shm/bus/prices -f           ... then every new one (Ctrl-C quits)
+  chronicle tail bus/prices --from 0              everything still on disk
+  chronicle tail bus/prices --from-time 2024-05-01T12:00:00Z --type 1 --type 7
+  chronicle tail bus/prices --name risk           from reader "risk"'s committed position (read-only)
+  chronicle tail bus/prices --name audit --commit -f   consume as reader "audit", committing as it prints
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as ``chronicle: UsageError: ...`` (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(2, f"chronicle: UsageError: {where}{message}\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _type_id(text: str) -> int:
+    v = _non_negative_int(text)
+    if v > 0x7FFFFFFF:
+        raise argparse.ArgumentTypeError(f"type ids are 0..{0x7FFFFFFF}, got {v}")
+    return v
+
+
+def _time_ns(text: str) -> int:
+    from .tail import parse_time
+
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError) as e:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither ns since the epoch nor an ISO 8601 time like 2024-05-01T12:00:00.5Z ({e})"
+        ) from None
+
+
+_terminated_by: int | None = None
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    global _terminated_by
+    _terminated_by = signum  # watchfiles turns any signal into KeyboardInterrupt: main() looks here
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: readers close, a named reader commits
+
+
+def _catch_sigterm() -> None:
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a thread): leave it be
+        pass
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.path, messages=args.messages, segment_size=args.segment_size)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspect import format_inspect, queue_snapshot
+
+    snap = queue_snapshot(args.path, args.ttl)
+    if args.json:
+        print(json.dumps(snap, indent=2))
+    else:
+        print(format_inspect(snap))
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from .tail import run_tail
+
+    if args.follow or args.until_closed:
+        _catch_sigterm()
+    if args.from_seq is None and args.from_time is None and args.last is None and not args.name:
+        args.last = 10  # like tail(1)
+    return run_tail(args)
+
+
+def _readers(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspect import format_readers, queue_snapshot
+
+    snap = queue_snapshot(args.path, args.ttl, messages=False)
+    if args.json:
+        print(json.dumps({"path": snap["path"], "head": snap["head"], "readers": snap["readers"]["entries"]}, indent=2))
+    else:
+        print(format_readers(snap))
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from .monitor import run_monitor
+
+    if not args.once:
+        _catch_sigterm()
+    return run_monitor(args)
+
+
+def find_benchmarks() -> str | None:
+    """The source checkout holding ``benchmarks/run.py``: beside this package, or the cwd."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for d in dict.fromkeys((here, os.getcwd())):
+        if os.path.isfile(os.path.join(d, "benchmarks", "run.py")) and os.path.isfile(
+            os.path.join(d, "benchmarks", "__init__.py")
+        ):
+            return d
+    return None
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    root = find_benchmarks()
+    if root is None:  # an installed package (pip install .) carries no benchmarks/
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        print(
+            "chronicle: bench: the benchmark suite is not installed with the package: it lives in the source "
+            f"checkout's benchmarks/ folder (looked beside the package, {here}, and in the current folder, "
+            f"{os.getcwd()}). To run it, clone the repository and run `make bench` there (or `chronicle bench` "
+            "from inside the clone)",
+            file=sys.stderr,
+        )
+        return 1
+    cmd = [sys.executable, "-m", "benchmarks.run"]
+    for flag in ("quick", "hotcore", "control"):
+        if getattr(args, flag):
+            cmd.append(f"--{flag}")
+    if args.rounds is not None:
+        cmd += ["--rounds", str(args.rounds)]
+    if args.out:
+        cmd += ["--out", os.path.abspath(args.out)]
+    print(f"chronicle bench: running {' '.join(cmd[1:])} in {root}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd, cwd=root)
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chronicle",
+        description="chronicle_async: persisted, memory-mapped queues between processes on one host.",
+        epilog="run `chronicle COMMAND --help` for a command's options",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    demo = sub.add_parser("demo", help="run a writer process and a reader process on a local demo queue")
+    demo.add_argument("path", nargs="?", default=".demo-bus/ticks",
+                      help="queue folder: new, empty, or made by an earlier demo (deleted first); anything else is "
+                      "refused (default: %(default)s)")
+    demo.add_argument("-n", "--messages", type=int, default=1_000_000, help="messages to send (default: %(default)s)")
+    demo.add_argument("--segment-size", type=int, default=16 * 1024 * 1024, help="bytes per segment (default: %(default)s)")
+    demo.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "inspect", help="show a queue's format, segments, writer, first/last message and readers (read-only)",
+        description="Show a queue's format version, segment size, id, creation time, segment files, the writer's "
+        "pid/epoch/state, whether its lock is held, heartbeat age and liveness, the first and last message "
+        "(seq, time) and the number of named readers. Read-only: takes no lock, writes and creates nothing; "
+        "reads the control file and scans only the first and last non-empty segments.",
+    )
+    p.add_argument("path", help="the queue folder")
+    p.add_argument("--ttl", type=_positive_float, default=1.0,
+                   help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser(
+        "tail", help="print messages (JSON / text / hex), optionally following the queue",
+        description="Print a queue's messages: by default the last 10 (like tail(1)), or from --name's committed\n"
+        "position. The reader is anonymous (no position file, never commits) unless --name and --commit\n"
+        "are both given.",
+        epilog=_EXAMPLES_TAIL, formatter_class=raw,
+    )
+    p.add_argument("path", help="the queue folder")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep waiting for new messages (spin, then park); Ctrl-C quits (exit 130)")
+    p.add_argument("--until-closed", action="store_true",
+                   help="follow until the writer closes the queue, then exit 0 (implies -f)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from", dest="from_seq", type=_non_negative_int, metavar="SEQ",
+                       help="start at this seq (or the first after it still on disk)")
+    start.add_argument("--from-time", type=_time_ns, metavar="TIME",
+                       help="start at the first message at or after TIME: ns since the epoch, or ISO 8601 (no zone: UTC)")
+    start.add_argument("-n", "--last", type=_non_negative_int, metavar="N",
+                       help="start with the last N messages (of the --type filter); default 10")
+    p.add_argument("--type", type=_type_id, action="append", metavar="N",
+                   help="only messages of this type_id (repeat for several)")
+    p.add_argument("--name", help="start at this named reader's committed position (its file is only read)")
+    p.add_argument("--commit", action="store_true",
+                   help="with --name: read AS that reader (takes its lock) and commit after printing")
+    p.add_argument("--width", type=_non_negative_int, metavar="CHARS",
+                   help="truncate shown payloads to CHARS characters (default: 200; with --json: none); 0 = never")
+    p.add_argument("--json", action="store_true", help="one JSON object per message (JSON Lines)")
+    p.set_defaults(func=_tail, parser=p)
+
+    p = sub.add_parser(
+        "readers", help="list named readers: position, lag, last commit, live/dead, retention (read-only)",
+        description="List each named reader (readers/*.pos): committed segment/offset/next_seq, lag behind the "
+        "writer in messages and (approximately) bytes, the age of its last commit, live (its lock is held) or "
+        "dead, and whether it holds retention back (the oldest live reader, behind the head segment).",
+    )
+    p.add_argument("path", help="the queue folder")
+    p.add_argument("--ttl", type=_positive_float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=_readers)
+
+    p = sub.add_parser(
+        "monitor", help="live view of every queue under a bus root (writers, msgs/s, disk, reader lag)",
+        description="A live terminal view of every queue under BUS_ROOT (its sub-folders; a queue folder is shown "
+        "alone): writer state/pid/epoch, msgs/s, next seq, segments and bytes on disk, heartbeat, disconnect "
+        "reason, and each named reader's lag. Waits for a root or queues that do not exist yet. Read-only.",
+    )
+    p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
+    p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between refreshes (default: %(default)s)")
+    p.add_argument("--once", action="store_true",
+                   help="print one snapshot and exit (exit 1 if a queue cannot be read: no permission, damaged)")
+    p.add_argument("--queue", action="append", metavar="NAME",
+                   help="show only this queue (repeat); shown as waiting until it exists")
+    p.add_argument("--ttl", type=_positive_float, default=1.0,
+                   help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
+    p.set_defaults(func=_monitor)
+
+    p = sub.add_parser(
+        "bench", help="run the benchmark suite beside the peers (source checkout only)",
+        description="Run `python -m benchmarks.run` from the source checkout (the folder holding benchmarks/, "
+        "beside this package or the current folder) with these options.",
+    )
+    p.add_argument("--quick", action="store_true", help="a tenth of the messages (a smoke run)")
+    p.add_argument("--hotcore", action="store_true", help="only the hot-core figures")
+    p.add_argument("--control", action="store_true", help="the control-plane figures")
+    p.add_argument("--rounds", type=_non_negative_int, metavar="N", help="rounds to run (the suite's default: 3)")
+    p.add_argument("--out", metavar="FILE", help="also write the markdown report here")
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.command == "tail":
+        parser = args.parser
+        if args.commit and not args.name:
+            parser.error("--commit needs --name (an anonymous reader has no position to commit)")
+        if args.name:
+            from ..queue.args import check_name
+            from .._errors import ChronicleError
+
+            try:
+                check_name(args.name)
+            except ChronicleError as e:
+                parser.error(f"--name: {e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(version("chronicle_async"))
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _validate(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 128 + (_terminated_by or signal.SIGINT)
+    except BrokenPipeError:  # `chronicle tail ... | head`: the reader of our output left
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
+    except Exception as e:  # typed library errors carry the file and the fix in their message
+        from .._errors import ChronicleError
+
+        if isinstance(e, (ChronicleError, OSError)):
+            print(f"chronicle: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        raise
