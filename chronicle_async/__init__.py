@@ -1,46 +1,38 @@
 """chronicle_async: persisted, memory-mapped, segmented queues between processes on one host.
 
-Layout of the package:
+The layers, from the bottom (each imports only those below it):
 
-- ``chronicle_async`` (this face): the queue, its readers and writers, the hot loop, and
-  every error; ``import chronicle_async`` loads no asyncio, watchfiles or pandas.
-- ``chronicle_async.hot``: the data plane. Layout, atomics, and numba kernels that
-  append and read with no syscalls, locks or allocations. Import its kernels to call
-  them from your own ``@numba.njit`` code (``hot.append.append``).
-- ``chronicle_async.hot.loop``: what a jitted :class:`HotLoop` handler calls
-  (``emit``, ``param``, ``log``, ``clock``); ``chronicle_async.hot.ring``: the SPSC ring kernels.
+- ``chronicle_async.hot``: the data plane. The on-disk layout (``layout.py``), the in-process
+  tables (``tables.py``), atomics with the memory order in their names, and numba kernels that
+  append and read with no syscalls, locks or allocations. Import its kernels to call them from
+  your own ``@numba.njit`` code (``hot.append.append``); ``hot.loop`` has what a jitted
+  :class:`HotLoop` handler calls (``emit``, ``param``, ``log``, ``clock``).
+- ``chronicle_async.queue`` (internal): one queue's files and the objects over them: writer,
+  reader, cursor, recovery, positions, retention rules, the asyncio waits.
+- ``chronicle_async.loop``: consumers of many cursors: ``HotLoop``, ``FanInReader``,
+  ``SpscRing`` and the idle strategies.
 - ``chronicle_async.control``: the asyncio control plane (``ControlPlane``, discovery,
   ``PassiveDiscovery``, ``wait_async``, ``run`` on uvloop).
 - ``chronicle_async.frames``: queues as numpy arrays and pandas frames, and plots (notebooks).
+- ``chronicle_async.cli``: the ``chronicle`` command and the demo.
 
-The control-plane and notebook names are also reachable here (``chronicle_async.ControlPlane``),
-loaded on first use; they are listed only in their subpackage's ``__all__``.
-- private ``_*`` modules: the Python face over the hot kernels, and file handling.
+This face holds the queue, its readers and writers, and every error. The hot loop, control-plane
+and notebook names are reachable here too (``chronicle_async.HotLoop``), loaded on first use,
+and listed only in their subpackage's ``__all__``: ``import chronicle_async`` loads no asyncio,
+watchfiles, pandas or hot loop.
 """
 from __future__ import annotations
 
-from .queue.config import Durability as Durability
-from ._errors import BackPressureError as BackPressureError
-from ._errors import HandlerError as HandlerError
-from .loop.fanin import FanInReader as FanInReader
-from .loop.hotloop import HotLogRecord as HotLogRecord
-from .loop.hotloop import HotLoop as HotLoop
-from .queue.idle import Backoff as Backoff
-from .queue.idle import BusySpin as BusySpin
-from .queue.idle import Park as Park
-from .queue.idle import ParkCounts as ParkCounts
-from .queue.ring import SpscRing as SpscRing
-from .queue.config import Start as Start
-from .queue.config import WaitStrategy as WaitStrategy
-from .queue.config import WriterConfig as WriterConfig
 from ._errors import ArgumentTypeError as ArgumentTypeError
+from ._errors import BackPressureError as BackPressureError
 from ._errors import ChronicleError as ChronicleError
 from ._errors import CorruptQueueError as CorruptQueueError
 from ._errors import CorruptRecordError as CorruptRecordError
 from ._errors import CorruptSegmentError as CorruptSegmentError
 from ._errors import DamagedRecordError as DamagedRecordError
-from ._errors import ForkError as ForkError
 from ._errors import DiskFullError as DiskFullError
+from ._errors import ForkError as ForkError
+from ._errors import HandlerError as HandlerError
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import NotAQueueError as NotAQueueError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
@@ -51,15 +43,20 @@ from ._errors import QueuePermissionError as QueuePermissionError
 from ._errors import ReaderLockedError as ReaderLockedError
 from ._errors import UnsupportedVersionError as UnsupportedVersionError
 from ._errors import WriterLockedError as WriterLockedError
-from .queue.queue import Queue as Queue
-from .queue.reader import Message as Message
-from .queue.reader import QueueReader as QueueReader
-from .queue.reader import as_array as as_array
+from .queue.config import Durability as Durability
+from .queue.config import Start as Start
+from .queue.config import WaitStrategy as WaitStrategy
+from .queue.config import WriterConfig as WriterConfig
+from .queue.idle import ParkCounts as ParkCounts
 from .queue.liveness import DisconnectReason as DisconnectReason
 from .queue.liveness import WriterStatus as WriterStatus
+from .queue.queue import Queue as Queue
+from .queue.reader import as_array as as_array
+from .queue.reader import Message as Message
+from .queue.reader import QueueReader as QueueReader
 from .queue.recovery import RecoveryReport as RecoveryReport
-from .queue.writer import QueueWriter as QueueWriter
 from .queue.retention import cleanup_segments as cleanup_segments
+from .queue.writer import QueueWriter as QueueWriter
 
 #: Reachable as ``chronicle_async.X`` too, loaded on first use, so that ``import chronicle_async``
 #: in a plain writer or reader process loads no asyncio, watchfiles or pandas. Their public home,
@@ -69,6 +66,8 @@ _ELSEWHERE = {
     "PassiveDiscovery": "control", "Waiting": "control", "WorkerFailure": "control", "wait_async": "control",
     "plot_interarrival": "frames", "plot_latency": "frames", "read_array": "frames", "read_array_async": "frames",
     "read_dataframe": "frames", "read_dataframe_async": "frames",
+    "Backoff": "loop", "BusySpin": "loop", "FanInReader": "loop", "HotLogRecord": "loop", "HotLoop": "loop",
+    "Park": "loop", "SpscRing": "loop",
 }
 
 
@@ -90,15 +89,16 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = (
-    "ArgumentTypeError", "BackPressureError", "Backoff", "BusySpin", "FanInReader", "HandlerError",
-    "HotLogRecord", "HotLoop", "Park", "ParkCounts", "SpscRing", "ChronicleError", "CorruptQueueError", "CorruptRecordError", "CorruptSegmentError", "DamagedRecordError", "DiskFullError",
-    "DisconnectReason", "Durability", "ForkError", "InvalidArgumentError", "Message", "NotAQueueError",
-    "PayloadTooLargeError", "Queue", "QueueClosedError", "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError",
-    "QueueReader", "QueueWriter", "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
+    "ArgumentTypeError", "BackPressureError", "ChronicleError", "CorruptQueueError",
+    "CorruptRecordError", "CorruptSegmentError", "DamagedRecordError", "DisconnectReason",
+    "DiskFullError", "Durability", "ForkError", "HandlerError", "InvalidArgumentError", "Message",
+    "NotAQueueError", "ParkCounts", "PayloadTooLargeError", "Queue", "QueueClosedError",
+    "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError", "QueueReader", "QueueWriter",
+    "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
 )
 
-for _name in __all__:  # tracebacks and docs show chronicle_async.X, not chronicle_async._x.X
+for _name in __all__:  # tracebacks and docs show chronicle_async.X, not chronicle_async.queue.x.X
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("chronicle_async."):
         try:

@@ -35,18 +35,8 @@ from ._errors import ArgumentTypeError, CorruptSegmentError, InvalidArgumentErro
 from .queue.reader import QueueReader
 from .hot import layout as L
 from .hot import status as S
-from .hot._jit import kernel
-from .hot.atomics import (
-    address_of,
-    load_acquire_i32_at,
-    load_plain_i32_at,
-    load_plain_i64_at,
-    load_plain_u8_at,
-    store_plain_i32_at,
-    store_plain_i64_at,
-    store_plain_u8_at,
-)
-from .hot.read import check_record
+from .hot import tables as T
+from .hot.gather import GATHER_BAD_SIZE, GATHER_FULL, gather_records
 
 __all__ = [
     "HEADER_FIELDS",
@@ -62,116 +52,11 @@ __all__ = [
 #: Names of the header columns every result starts with.
 HEADER_FIELDS = ("seq", "timestamp_ns", "type_id")
 
-# Row layout of the buffer the gather kernel fills (offsets in bytes):
-#   0 seq i8 | 8 timestamp_ns i8 | 16 type_id i4 | 20 length i4 | 24 payload (dtype) or its segment offset i8
-_ROW_SEQ = 0
-_ROW_TS = 8
-_ROW_TYPE = 16
-_ROW_LEN = 20
-_ROW_BODY = 24
-
-# Kernel results besides the status codes of hot/status.py.
-_DONE = 0  # passed the end of the range, or reached the limit
-_FULL = 1  # the output has no room for the next selected message: grow it and call again
-_BAD_SIZE = 2  # a selected payload is not dtype.itemsize bytes
-
 _CHUNK = 1 << 21  # most messages one kernel call gathers (progress reports between calls)
 _FIRST_CAPACITY = 1 << 16  # smallest first capacity (when the data bounds the count at more)
 _PREALLOC_BYTES = 1 << 30  # most bytes allocated up front (untouched pages cost nothing); past that, grow
 _PROGRESS_AFTER_S = 1.0
 _EMPTY_TYPES = np.zeros(0, np.int32)
-
-
-@kernel
-def _gather(seg, off, by_time, lo, hi, types, itemsize, out, row, n, cap, stop_n):
-    """Copy the selected records of one segment, from ``off``, into rows of ``out``.
-
-    A record is selected if its key (seq, or timestamp when ``by_time``) is in
-    ``[lo, hi)`` and, when ``types`` is not empty, its type id is one of them.
-    The first key ``>= hi`` ends the range (keys are assumed not to go backwards,
-    as for ``QueueReader.seek_timestamp``). Row ``n`` gets seq, timestamp, type id
-    and length, then the payload (``itemsize >= 0``: every selected payload must
-    be that long) or the payload's byte offset in ``seg`` (``itemsize < 0``).
-
-    Returns ``(code, offset, n, bad_seq, bad_length)``: ``code`` is ``_DONE``,
-    ``_FULL`` (row ``cap`` would be written), ``_BAD_SIZE`` (``bad_seq`` has
-    ``bad_length`` bytes), ``NO_DATA`` (the tail), ``END_OF_SEGMENT`` or
-    ``CORRUPT``; ``offset`` is the record to resume at.
-    """
-    base = address_of(seg, 0)
-    size = seg.shape[0]
-    obase = address_of(out, 0)
-    ntypes = types.shape[0]
-    bad_seq = -1
-    bad_len = -1
-    code = _DONE
-    while True:
-        if n >= stop_n:
-            code = _DONE
-            break
-        if off >= size:
-            code = S.END_OF_SEGMENT
-            break
-        c = load_acquire_i32_at(base + off)
-        if c == 0:
-            code = S.NO_DATA
-            break
-        rec = check_record(base, size, off, c)
-        if rec < 0:
-            code = S.CORRUPT
-            break
-        t = load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET)
-        if t == L.PADDING_TYPE_ID:
-            if off + rec >= size:
-                code = S.END_OF_SEGMENT
-                break
-            off += rec
-            continue
-        seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
-        ts = load_plain_i64_at(base + off + L.REC_TIMESTAMP_OFFSET)
-        key = ts if by_time else seq
-        if key >= hi:
-            code = _DONE
-            break
-        keep = key >= lo
-        if keep and ntypes > 0:
-            keep = False
-            for i in range(ntypes):
-                if types[i] == t:
-                    keep = True
-                    break
-        if not keep:
-            off += rec
-            continue
-        length = c - 1
-        if itemsize >= 0 and length != itemsize:
-            code = _BAD_SIZE
-            bad_seq = seq
-            bad_len = length
-            break
-        if n >= cap:
-            code = _FULL
-            break
-        dst = obase + n * row
-        store_plain_i64_at(dst + _ROW_SEQ, seq)
-        store_plain_i64_at(dst + _ROW_TS, ts)
-        store_plain_i32_at(dst + _ROW_TYPE, t)
-        store_plain_i32_at(dst + _ROW_LEN, length)
-        src = base + off + L.RECORD_HEADER_LENGTH
-        if itemsize >= 0:
-            body = dst + _ROW_BODY
-            j = 0
-            while j + 8 <= itemsize:  # rows are 8-aligned and payloads 32-aligned
-                store_plain_i64_at(body + j, load_plain_i64_at(src + j))
-                j += 8
-            while j < itemsize:
-                store_plain_u8_at(body + j, load_plain_u8_at(src + j))
-                j += 1
-        else:
-            store_plain_i64_at(dst + _ROW_BODY, off + L.RECORD_HEADER_LENGTH)
-        n += 1
-        off += rec
-    return code, off, n, bad_seq, bad_len
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -314,29 +199,30 @@ def _check_limit(limit: Any) -> int | None:
 
 
 def _result_dtype(dt: np.dtype | None) -> tuple[np.dtype, int]:
-    """The structured dtype of the result, and its row size (the payload sits at ``_ROW_BODY``)."""
+    """The structured dtype of the result, and its row size (the payload sits at ``T.GATHER_BODY_OFFSET``)."""
     names = list(HEADER_FIELDS)
     formats: list[Any] = [np.int64, np.int64, np.int32]
-    offsets = [_ROW_SEQ, _ROW_TS, _ROW_TYPE]
+    offsets = [T.GATHER_SEQ_OFFSET, T.GATHER_TIMESTAMP_OFFSET, T.GATHER_TYPE_ID_OFFSET]
     if dt is None:
         return np.dtype({"names": [*names, "payload"], "formats": [*formats, object]}), 0
     if dt.names is None:
         names.append("value")
         formats.append(dt)
-        offsets.append(_ROW_BODY)
+        offsets.append(T.GATHER_BODY_OFFSET)
     else:
         for name in dt.names:
             fdt, foff = dt.fields[name][:2]
             names.append(name)
             formats.append(fdt)
-            offsets.append(_ROW_BODY + foff)
-    row = _ROW_BODY + ((dt.itemsize + 7) & ~7)
+            offsets.append(T.GATHER_BODY_OFFSET + foff)
+    row = T.GATHER_BODY_OFFSET + ((dt.itemsize + 7) & ~7)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": row}), row
 
 
 _VAR_ROW = np.dtype({"names": ["seq", "timestamp_ns", "type_id", "length", "offset"],
                      "formats": [np.int64, np.int64, np.int32, np.int32, np.int64],
-                     "offsets": [_ROW_SEQ, _ROW_TS, _ROW_TYPE, _ROW_LEN, _ROW_BODY], "itemsize": 32})
+                     "offsets": [T.GATHER_SEQ_OFFSET, T.GATHER_TIMESTAMP_OFFSET, T.GATHER_TYPE_ID_OFFSET,
+                                 T.GATHER_LENGTH_OFFSET, T.GATHER_BODY_OFFSET], "itemsize": 32})
 
 
 class _Progress:
@@ -455,7 +341,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
     cursor = reader.cursor
     while True:
         seg = cursor.segment
-        code, off, n2, bad_seq, bad_len = _gather(
+        code, off, n2, bad_seq, bad_len = gather_records(
             seg.arr, cursor.offset, by_time, lo, hi, tarr, itemsize, flat, row if fixed else 32, n, min(cap, n + _CHUNK), stop_n
         )
         cursor.move_to(off, cursor.next_seq)
@@ -464,7 +350,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
             bodies.extend(bytes(mv[o : o + k]) for o, k in zip(buf["offset"][n:n2].tolist(), buf["length"][n:n2].tolist()))
         n = n2
         shown.update(n)
-        if code == _FULL:
+        if code == GATHER_FULL:
             if n >= cap:
                 cap = max(2 * cap, 1024)
                 grown = np.empty(cap, buf.dtype)
@@ -476,7 +362,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
             if cursor.advance_segment():
                 continue
             break
-        if code == _BAD_SIZE:
+        if code == GATHER_BAD_SIZE:
             raise InvalidArgumentError(
                 f"message seq {bad_seq} of {reader.path} has a {bad_len}-byte payload, but dtype {dt} is "
                 f"{dt.itemsize} bytes: select messages of one layout with type_ids=..., or pass dtype=None for raw bytes"
@@ -486,7 +372,7 @@ def _read(reader, by_time, lo, hi, types, dt, out_dtype, row, limit, progress) -
                 f"segment {cursor.segment.path} has a malformed record at offset {off}; the file is damaged: "
                 "restore it from a backup, or read the ranges before and after it"
             )
-        break  # _DONE or NO_DATA (the tail)
+        break  # GATHER_DONE or NO_DATA (the tail)
     shown.update(n, final=True)
     del flat
     if fixed:

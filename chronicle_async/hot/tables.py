@@ -116,3 +116,12 @@ FUTEX_WAITV_UADDR_OFFSET = FUTEX_WAITV_VAL_OFFSET + SIZE_OF_I64
 FUTEX_WAITV_FLAGS_OFFSET = FUTEX_WAITV_UADDR_OFFSET + SIZE_OF_I64
 FUTEX_WAITV_MAX = 128  # the kernel's limit on one futex_waitv call
 SCRATCH_LENGTH = SCRATCH_WAITV_OFFSET + FUTEX_WAITV_MAX * FUTEX_WAITV_LENGTH
+
+# Gather row (hot/gather.py fills one per selected record; frames.py reads the rows as a numpy
+# structured array). Bytes; a row is GATHER_BODY_OFFSET + the payload dtype's size rounded up to 8.
+#   0 seq i64 | 8 timestamp_ns i64 | 16 type_id i32 | 20 length i32 | 24 payload (dtype), or its offset in the segment i64
+GATHER_SEQ_OFFSET = 0
+GATHER_TIMESTAMP_OFFSET = GATHER_SEQ_OFFSET + SIZE_OF_I64
+GATHER_TYPE_ID_OFFSET = GATHER_TIMESTAMP_OFFSET + SIZE_OF_I64
+GATHER_LENGTH_OFFSET = GATHER_TYPE_ID_OFFSET + SIZE_OF_I32
+GATHER_BODY_OFFSET = GATHER_LENGTH_OFFSET + SIZE_OF_I32

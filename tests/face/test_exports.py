@@ -54,13 +54,13 @@ def test_import_loads_no_asyncio_watchfiles_pandas_or_control_plane():
     code = (
         "import sys, chronicle_async\n"
         "print(sorted(m for m in ('asyncio', 'watchfiles', 'pandas', 'uvloop', 'chronicle_async.control',\n"
-        "                         'chronicle_async.frames') if m in sys.modules))"
+        "                         'chronicle_async.frames', 'chronicle_async.loop') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
-PUBLIC_MODULES = ("chronicle_async", "chronicle_async.control", "chronicle_async.frames")
+PUBLIC_MODULES = ("chronicle_async", "chronicle_async.control", "chronicle_async.frames", "chronicle_async.loop")
 
 
 def test_every_public_object_has_one_public_path():
@@ -80,7 +80,7 @@ def test_every_public_object_has_one_public_path():
 
 
 def test_control_plane_and_notebook_names_stay_reachable_from_the_top_level():
-    from chronicle_async import control, frames
+    from chronicle_async import control, frames, loop
 
     for name in control.__all__:
         if name not in ("next_async", "run"):
@@ -88,6 +88,8 @@ def test_control_plane_and_notebook_names_stay_reachable_from_the_top_level():
     for name in ("read_array", "read_array_async", "read_dataframe", "read_dataframe_async", "plot_latency",
                  "plot_interarrival"):
         assert getattr(chronicle_async, name) is getattr(frames, name), name
+    for name in loop.__all__:
+        assert getattr(chronicle_async, name) is getattr(loop, name), name
     assert "ControlPlane" in dir(chronicle_async) and "ControlPlane" not in chronicle_async.__all__
     try:
         chronicle_async.no_such_name  # noqa: B018
@@ -97,5 +99,5 @@ def test_control_plane_and_notebook_names_stay_reachable_from_the_top_level():
         raise AssertionError("an unknown name must raise AttributeError")
 
 
-def test_the_face_has_at_most_41_names():
-    assert len(chronicle_async.__all__) <= 41  # issue 11 aims at 35; see docs/architecture.md
+def test_the_face_has_at_most_35_names():
+    assert len(chronicle_async.__all__) <= 35
