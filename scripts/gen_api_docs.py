@@ -18,8 +18,11 @@ OUT = ROOT / "docs" / "api.md"
 #: (module, names, heading, intro) for each section; names None = the module's __all__.
 SECTIONS: list[tuple[str, list[str] | None, str, str]] = [
     ("chronicle_async", None, "chronicle_async",
-     "The queue, its readers and writers, the hot loop and every error: `from chronicle_async import ...`. "
-     "`import chronicle_async` loads no asyncio, watchfiles or pandas."),
+     "The queue, its readers and writers, their options and liveness, and every error: "
+     "`from chronicle_async import ...`. `import chronicle_async` loads no asyncio, watchfiles, pandas or hot loop."),
+    ("chronicle_async.loop", None, "chronicle_async.loop",
+     "Consumers of many cursors: the hot loop on a pinned thread, the fan-in reader, the SPSC ring and the "
+     "idle strategies. Also reachable as `chronicle_async.X`, loaded on first use."),
     ("chronicle_async.control", None, "chronicle_async.control",
      "The asyncio control plane. Its names (all but `run` and `next_async`) are also reachable as "
      "`chronicle_async.X`, loaded on first use."),

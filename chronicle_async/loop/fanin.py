@@ -176,19 +176,19 @@ class FanInReader:
             yield item
 
     def __aiter__(self) -> Any:
-        """``async for source, msg in fanin``: the merged stream, awaited (``control/aio.py``)."""
+        """``async for source, msg in fanin``: the merged stream, awaited (``queue/waits.py``)."""
         from ..queue import waits as _waits
 
         return _waits.FanInAsyncIterator(self)
 
     async def __anext__(self) -> tuple[int, Message]:
-        """The next ``(source, message)``, awaited (``control/aio.py``); never ends on its own."""
+        """The next ``(source, message)``, awaited (``queue/waits.py``); never ends on its own."""
         from ..queue import waits as _waits
 
         return await _waits.next_from_fanin(self)
 
     async def wait_async(self, timeout: float | None = None) -> bool:
-        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
+        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``queue/waits.py``)."""
         from ..queue import waits as _waits
 
         return await _waits.wait_fanin(self, timeout)

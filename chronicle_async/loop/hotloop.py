@@ -259,9 +259,7 @@ class HotLoop:
             slot = self._free.pop()
             row = self._sources[slot]
             row[:] = 0
-            cursor.to_row(row, generation=True)
-            if reader.verify:
-                row[T.SRC_VERIFY] |= T.SRC_VERIFY_ANY_SEQ  # a new position: its first intact record sets the order
+            cursor.to_row(row, generation=True, new_position=True)
             row[T.SRC_SOURCE_ID] = slot if source is None else source
             self._readers[slot] = reader
             cursor.owner = self
@@ -490,9 +488,10 @@ class HotLoop:
                 return True
             what = ("has a malformed record at offset" if code == K.EXIT_CORRUPT else
                     "has no record (a zero commit word), though its writer has moved on, at offset")
+            seg_id, off, _seq = r.cursor.row_position(self._sources[slot])
             raise CorruptSegmentError(
-                f"segment {int(self._sources[slot, T.SRC_SEG_ID])} of {r.path} {what} "
-                f"{int(self._sources[slot, T.SRC_OFFSET])}: the data there is damaged or lost; the hot loop stopped. "
+                f"segment {seg_id} of {r.path} {what} "
+                f"{off}: the data there is damaged or lost; the hot loop stopped. "
                 "Open the reader with verify=True to skip damage, or remove the reader and seek() past it"
             )
         return True
@@ -502,7 +501,7 @@ class HotLoop:
         record (or segment), count it and log it, as the kernel does for a record failing its checks."""
         reader = self._sync_reader(slot)
         row = self._sources[slot]
-        seg_id, off, expected = int(row[T.SRC_SEG_ID]), int(row[T.SRC_OFFSET]), int(row[T.SRC_NEXT_SEQ])
+        seg_id, off, expected = reader.cursor.row_position(row)
         try:
             reader.cursor.skip_damaged(reason)
         except DamagedRecordError:
@@ -524,9 +523,7 @@ class HotLoop:
         if reader is not None and self._sources[slot, T.SRC_STATE] == T.SRC_ACTIVE:
             row = self._sources[slot]
             source = int(row[T.SRC_SOURCE_ID])
-            seq = int(row[T.SRC_NEXT_SEQ])
-            if row[T.SRC_SEG_ADDR] == reader.cursor.segment_address:  # the record the handler was given
-                seq = _Q.unpack_from(reader.cursor.segment.mv, int(row[T.SRC_OFFSET]) + L.REC_SEQ_OFFSET)[0]
+            seq = reader.cursor.seq_at_row(row)  # the record the handler was given
             where = f" on message seq {seq} of source {source} ({reader.path})"
         self._commit_all()
         err = HandlerError(
@@ -564,7 +561,7 @@ class HotLoop:
                     "Take the reader back with remove_reader(%d) and close it", self._name, source, reader.path,
                     why.value, source)
         self._log.try_push(_LOG.pack(time.time_ns(), K.LOG_WARNING, EVENT_SOURCE_DISCONNECTED, source, slot,
-                                     int(row[T.SRC_NEXT_SEQ]), 0, 0))
+                                     reader.cursor.row_position(row)[2], 0, 0))
 
     def _roll_outputs(self) -> None:
         for i, w in enumerate(self._outputs_w):
@@ -622,8 +619,7 @@ class HotLoop:
             reader = self._readers[slot]
             delivered_not = sum(1 for r in undelivered if r[0] == source)
             row = self._sources[slot]
-            row[T.SRC_OFFSET] = addr - reader.cursor.segment_address - L.RECORD_HEADER_LENGTH
-            row[T.SRC_NEXT_SEQ] = seq
+            reader.cursor.rewind_row(row, addr, seq)
             row[T.SRC_DELIVERED] -= delivered_not
             self._loop[T.LOOP_MESSAGES] -= delivered_not
 

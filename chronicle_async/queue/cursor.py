@@ -390,10 +390,11 @@ class ReaderCursor:
         """The arrays a parked waiter must keep alive: segment, control (``uint8``), segment ``int32``."""
         return self.segment.arr, self.ctl_arr, self.seg_i32
 
-    def to_row(self, row: np.ndarray, *, generation: bool = False) -> None:
-        """Write this position into a source-table row (``layout.SRC_*``), all but its state and,
+    def to_row(self, row: np.ndarray, *, generation: bool = False, new_position: bool = False) -> None:
+        """Write this position into a source-table row (``tables.SRC_*``), all but its state and,
         unless ``generation``, the position file's slot generation (a row that has committed
-        positions itself is ahead of the reader there).
+        positions itself is ahead of the reader there). ``new_position``: a verifying row takes
+        the seq order from its first intact record (a row handed to a loop for the first time).
 
         A HotLoop reads and advances the row; ``park_many`` parks on it; ``from_row`` takes it back.
         """
@@ -410,6 +411,8 @@ class ReaderCursor:
         row[T.SRC_EPOCH] = self.epoch
         row[T.SRC_CAN_PARK] = 1 if self.can_park else 0
         row[T.SRC_VERIFY] = T.SRC_VERIFY_ON | T.SRC_VERIFY_MAY_JUMP if self.verify else 0  # a segment start
+        if self.verify and new_position:
+            row[T.SRC_VERIFY] |= T.SRC_VERIFY_ANY_SEQ
 
     def from_row(self, row: np.ndarray) -> None:
         """Take the position back from a source-table row that jitted code advanced."""
@@ -417,6 +420,24 @@ class ReaderCursor:
         self.next_seq = int(row[T.SRC_NEXT_SEQ])
         if self.position_file is not None:
             self.position_file.generation = int(row[T.SRC_POS_GEN])
+
+    @staticmethod
+    def row_position(row: np.ndarray) -> tuple[int, int, int]:
+        """``(segment_id, offset, next_seq)`` of a source-table row, which may be ahead of its cursor."""
+        return int(row[T.SRC_SEG_ID]), int(row[T.SRC_OFFSET]), int(row[T.SRC_NEXT_SEQ])
+
+    def seq_at_row(self, row: np.ndarray) -> int:
+        """The seq of the record at a row's position (the message a handler was given when it
+        raised), or the row's next seq if the row has moved past this cursor's segment."""
+        if row[T.SRC_SEG_ADDR] == self.segment_address:
+            return _SEQ.unpack_from(self.segment.mv, int(row[T.SRC_OFFSET]) + L.REC_SEQ_OFFSET)[0]
+        return int(row[T.SRC_NEXT_SEQ])
+
+    def rewind_row(self, row: np.ndarray, record_address: int, seq: int) -> None:
+        """Put a row back at the record at ``record_address`` (its payload's address in this
+        cursor's segment, as the loop collected it), whose seq is ``seq``."""
+        row[T.SRC_OFFSET] = record_address - self.segment_address - L.RECORD_HEADER_LENGTH
+        row[T.SRC_NEXT_SEQ] = seq
 
     # -- lifetime --------------------------------------------------------------------------------
 

@@ -249,19 +249,19 @@ class QueueReader:
             yield m
 
     def __aiter__(self) -> Any:
-        """``async for msg in reader``: every message, waiting without blocking the loop (``control/aio.py``)."""
+        """``async for msg in reader``: every message, waiting without blocking the loop (``queue/waits.py``)."""
         from . import waits as _waits
 
         return _waits.ReaderAsyncIterator(self)
 
     async def __anext__(self) -> Message:
-        """The next message, awaited (``control/aio.py``); never ends on its own."""
+        """The next message, awaited (``queue/waits.py``); never ends on its own."""
         from . import waits as _waits
 
         return await _waits.next_from_reader(self)
 
     async def wait_async(self, timeout: float | None = None) -> bool:
-        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``control/aio.py``)."""
+        """:meth:`wait` for coroutines: parks in the process's shared waker thread (``queue/waits.py``)."""
         from . import waits as _waits
 
         return await _waits.wait_reader(self, timeout)
