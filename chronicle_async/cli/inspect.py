@@ -207,7 +207,8 @@ def message_range(path: str, ids: list[int], segment_size: int, queue_id: int) -
 def reader_entries(path: str, ctl: dict[str, Any], ids: list[int]) -> list[dict[str, Any]]:
     """One dict per ``readers/*.pos``: committed position, lag, commit age, live, retention."""
     from ..queue.position import owner_pid
-    from ..queue.retention import read_reader_position, reader_files
+    from ..queue.position import read_reader_position
+    from ..queue.retention import reader_files
 
     rdir = os.path.join(path, L.READERS_DIR_NAME)
     try:

@@ -141,7 +141,7 @@ def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
     from ..queue.queue import Queue
     from ..queue.liveness import DisconnectReason
     from ..hot import layout as L
-    from ..queue.retention import read_reader_position
+    from ..queue.position import read_reader_position
 
     path = A.check_path(args.path)
     types = frozenset(args.type) if args.type else None

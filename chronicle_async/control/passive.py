@@ -222,9 +222,7 @@ class PassiveDiscovery:
         self._ttl = float(ttl)
         self._poll = A.check_seconds("poll_interval", poll_interval)
         self._strategy = A.coerce_enum(WaitStrategy, wait_strategy, "wait_strategy")
-        if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
-            raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
-        self._spin_time = float(spin_time)
+        self._spin_time = A.check_nonnegative_seconds("spin_time", spin_time)
 
         self._reader: QueueReader | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the control file we opened

@@ -3,7 +3,7 @@
 Writes the same two-slot record as ``PositionFile.commit`` (layout ``SLOT_*``):
 the older slot gets the fields, then a zlib-compatible crc32 of them, with plain
 stores. A crash mid-commit leaves the other slot whole; readers of the file
-(``retention.best_slot``) take the valid slot with the higher generation.
+(``queue/position.py``, ``best_slot``) take the valid slot with the higher generation.
 No syscall, no allocation: about 100 ns for the checksum of 48 bytes.
 """
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """FanInReader: merge many queues in timestamp order, zero-copy, with one wait for all of them."""
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..queue import args as A
 from ..queue.idle import ParkCounts
 from .._errors import ArgumentTypeError, InvalidArgumentError, QueueClosedError
 from ..queue.reader import Message, QueueReader
@@ -56,12 +56,9 @@ class FanInReader:
     """
 
     def __init__(self, readers: Sequence[QueueReader] = (), *, lateness: float = 0.0, spin_time: float = 20e-6):
-        if isinstance(lateness, bool) or not isinstance(lateness, (int, float)) or math.isnan(lateness) or lateness < 0:
-            raise InvalidArgumentError(f"lateness must be a non-negative number of seconds, got {lateness!r}")
-        if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
-            raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
+        lateness = A.check_nonnegative_seconds("lateness", lateness)
         self._lateness_ns = int(lateness * 1e9)
-        self._spin_time = float(spin_time)
+        self._spin_time = A.check_nonnegative_seconds("spin_time", spin_time)
         self._sources: list[_Source] = []
         self._dropped: dict[int, _Source] = {}  # sources whose queue was deleted under them (disconnected)
         self._next_id = 0
@@ -196,9 +193,7 @@ class FanInReader:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`next` may return a message; True if it may, False on timeout."""
         self._check_open()
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
-                raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+        A.check_nonnegative_seconds("timeout", timeout, allow_none=True)
         deadline = None if timeout is None else _monotonic() + timeout
         spin_end = _monotonic() + self._spin_time
         while True:

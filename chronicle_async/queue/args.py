@@ -1,6 +1,7 @@
 """Argument checks shared by the public face: each raises a typed error naming the argument."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -113,4 +114,14 @@ def check_seconds(name: str, value: Any) -> float:
         raise ArgumentTypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not 0 < value < float("inf"):
         raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative_seconds(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    """A number of seconds ``>= 0`` (or None, with ``allow_none``), else :class:`InvalidArgumentError` naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+        what = "None or a non-negative number" if allow_none else "a non-negative number"
+        raise InvalidArgumentError(f"{name} must be {what} of seconds, got {value!r}")
     return float(value)

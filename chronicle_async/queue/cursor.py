@@ -46,16 +46,7 @@ _HEADER_CK = L.HEADER_CHECKSUM_VERSION
 _SEQ = struct.Struct("<q")
 
 
-class _ClosedView:
-    """Stands in for the views of a closed cursor: any read raises QueueClosedError."""
-
-    __slots__ = ()
-
-    def __getitem__(self, _key: object) -> int:
-        raise QueueClosedError("the queue reader is closed")
-
-
-_CLOSED = _ClosedView()
+_CLOSED = F.ClosedView("reader")
 
 
 class ReaderCursor:

@@ -22,6 +22,7 @@ from .._errors import (
     CorruptSegmentError,
     DiskFullError,
     NotAQueueError,
+    QueueClosedError,
     QueueNotFoundError,
     QueuePermissionError,
     UnsupportedVersionError,
@@ -49,6 +50,21 @@ def _libc_madvise() -> Any:
 _madvise = _libc_madvise()
 _SEG_HEADER = struct.Struct(L.SEGMENT_HEADER_FORMAT)
 _CTL_IDENTITY = struct.Struct(L.CONTROL_IDENTITY_FORMAT)
+
+
+class ClosedView:
+    """Stands in for the views of a closed writer or reader, so that the hot path needs no 'is it
+    closed' check: any read or write raises :class:`QueueClosedError`."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str):
+        self._what = what
+
+    def __getitem__(self, _key: object) -> int:
+        raise QueueClosedError(f"the queue {self._what} is closed")
+
+    __setitem__ = __getitem__  # type: ignore[assignment]
 
 
 class Mapping:

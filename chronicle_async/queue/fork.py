@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any, Callable
+from typing import Callable
 
 from .._errors import ForkError
 

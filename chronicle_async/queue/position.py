@@ -17,9 +17,9 @@ from . import files as F
 from .._errors import CorruptQueueError, DiskFullError, ReaderLockedError, UnsupportedVersionError
 from .lock import FileLock, held_in_this_process
 from ..hot import layout as L
-from .retention import best_slot, valid_slots
 
 _HEADER = struct.Struct(L.READER_HEADER_FORMAT)
+_SLOT = struct.Struct(L.READER_SLOT_FORMAT)
 _SLOT_BODY = struct.Struct(L.READER_SLOT_FORMAT[:-1])  # every slot field but the checksum
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -166,3 +166,32 @@ def owner_pid(path: str) -> int | None:
         return _HEADER.unpack(data or b"")[2] or None
     except struct.error:
         return None
+
+
+# -- the slot codec: reading a position file without opening it as a reader ----------------------
+
+
+def read_reader_position(path: str) -> tuple[int, int, int, int, int] | None:
+    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of a reader file's newest valid slot."""
+    data = F.read_head(path, L.READER_FILE_LENGTH)  # never through a link, never blocking on a FIFO
+    return None if data is None else best_slot(data)
+
+
+def valid_slots(data: bytes | memoryview) -> list[tuple[int, int, int, int, int, int]]:
+    """``(generation, segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of each slot of a
+    position file whose generation is positive and whose crc32 matches (damaged slots are ignored)."""
+    out = []
+    if len(data) < L.READER_FILE_LENGTH:
+        return out
+    for i in range(2):
+        base = L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH
+        gen, seg, off, nseq, hb, ep, ck = _SLOT.unpack_from(data, base)
+        if gen > 0 and zlib.crc32(bytes(data[base : base + L.SLOT_CHECKSUM_OFFSET])) == ck:
+            out.append((gen, seg, off, nseq, hb, ep))
+    return out
+
+
+def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
+    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of the newest valid slot, or None."""
+    slots = valid_slots(data)
+    return max(slots)[1:] if slots else None

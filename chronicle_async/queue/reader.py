@@ -110,9 +110,7 @@ class QueueReader:
         self._name = A.check_name(name)
         start = A.coerce_enum(Start, start, "start")
         self._strategy = A.coerce_enum(WaitStrategy, wait_strategy, "wait_strategy")
-        if isinstance(spin_time, bool) or not isinstance(spin_time, (int, float)) or spin_time < 0:
-            raise InvalidArgumentError(f"spin_time must be a non-negative number of seconds, got {spin_time!r}")
-        self._spin_time = float(spin_time)
+        self._spin_time = A.check_nonnegative_seconds("spin_time", spin_time)
         if not isinstance(verify, bool):
             raise ArgumentTypeError(f"verify must be True or False, got {verify!r}")
         self._timespec = np.zeros(2, np.int64)
@@ -288,9 +286,7 @@ class QueueReader:
         Uses this reader's :class:`WaitStrategy`. Parking (the futex) happens only
         while idle; the writer pays for a wake only when someone is parked.
         """
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
-                raise InvalidArgumentError(f"timeout must be None or a non-negative number of seconds, got {timeout!r}")
+        A.check_nonnegative_seconds("timeout", timeout, allow_none=True)
         c = self._cursor
         if c.seg_i32[c.offset >> 2]:
             return True

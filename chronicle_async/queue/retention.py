@@ -15,42 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-import zlib
 
 from . import files as F
 from .._errors import ChronicleError, CorruptQueueError
 from .lock import is_locked
+from .position import read_reader_position
 from ..hot import layout as L
 
-_SLOT = struct.Struct(L.READER_SLOT_FORMAT)
 log = logging.getLogger("chronicle_async")
-
-
-def read_reader_position(path: str) -> tuple[int, int, int, int, int] | None:
-    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of a reader file's newest valid slot."""
-    data = F.read_head(path, L.READER_FILE_LENGTH)  # never through a link, never blocking on a FIFO
-    return None if data is None else best_slot(data)
-
-
-def valid_slots(data: bytes | memoryview) -> list[tuple[int, int, int, int, int, int]]:
-    """``(generation, segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of each slot of a
-    position file whose generation is positive and whose crc32 matches (damaged slots are ignored)."""
-    out = []
-    if len(data) < L.READER_FILE_LENGTH:
-        return out
-    for i in range(2):
-        base = L.READER_SLOT0_OFFSET + i * L.READER_SLOT_LENGTH
-        gen, seg, off, nseq, hb, ep, ck = _SLOT.unpack_from(data, base)
-        if gen > 0 and zlib.crc32(bytes(data[base : base + L.SLOT_CHECKSUM_OFFSET])) == ck:
-            out.append((gen, seg, off, nseq, hb, ep))
-    return out
-
-
-def best_slot(data: bytes | memoryview) -> tuple[int, int, int, int, int] | None:
-    """``(segment, offset, next_seq, heartbeat_ns, writer_epoch)`` of the newest valid slot, or None."""
-    slots = valid_slots(data)
-    return max(slots)[1:] if slots else None
 
 
 def reader_files(queue_dir: str) -> list[tuple[str, str]]:

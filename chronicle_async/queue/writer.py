@@ -71,16 +71,7 @@ def _make_fused_pack(n: int) -> Any:
     return pack
 
 
-class _Closed:
-    """Stands in for the mappings after close, so the hot path needs no 'is closed' check."""
-
-    def __getitem__(self, _key: object) -> int:
-        raise QueueClosedError("the queue writer is closed")
-
-    __setitem__ = __getitem__  # type: ignore[assignment]
-
-
-_CLOSED: Any = _Closed()
+_CLOSED: Any = F.ClosedView("writer")
 
 
 def _bad_batch_item(items: Sequence[Any]) -> ChronicleError:

@@ -24,11 +24,8 @@ from hypothesis import strategies as st
 from chronicle_async import ControlPlane, Queue, QueueReader, QueueWriter, WriterConfig
 from chronicle_async.queue import files as F
 from chronicle_async.hot import layout as L
-from chronicle_async.queue.retention import (
-    live_reader_segments,
-    plan_cleanup,
-    read_reader_position,
-)
+from chronicle_async.queue.position import read_reader_position
+from chronicle_async.queue.retention import live_reader_segments, plan_cleanup
 
 TINY = 16 * 1024  # the smallest segment_size allowed
 BOUND = 10.0  # generous limit on any single wait in these tests

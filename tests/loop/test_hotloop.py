@@ -33,7 +33,7 @@ from chronicle_async import (
 from chronicle_async.hot import layout as L
 from chronicle_async.hot import loop as K
 from chronicle_async.hot.loop import emit, log, param
-from chronicle_async.queue.retention import read_reader_position
+from chronicle_async.queue.position import read_reader_position
 
 SMALL = WriterConfig(segment_size=64 * 1024)
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from chronicle_async.hot import layout as L
-from chronicle_async.queue.retention import read_reader_position
+from chronicle_async.queue.position import read_reader_position
 
 from ._workers import read_control_i64
 

@@ -20,7 +20,7 @@ import pytest
 
 from chronicle_async import BusySpin, HotLoop, Queue, WriterConfig
 from chronicle_async.hot import layout as L
-from chronicle_async.queue.retention import read_reader_position
+from chronicle_async.queue.position import read_reader_position
 
 from ._jit_payload import mix64 as _mix64
 from ._workers import expected
