@@ -17,7 +17,7 @@ import pathlib
 import tempfile
 
 #: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
-KERNEL_ABI = "11"
+KERNEL_ABI = "12"
 
 _cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
 

@@ -2,17 +2,15 @@
 into rows of a preallocated buffer, with no Python work per record.
 
 The row layout is ``hot/tables.py``'s gather row (``GATHER_*_OFFSET``). Besides the status codes
-of ``status.py``, the kernel returns one of the results below.
+of ``status.py`` (``NO_DATA``, ``END_OF_SEGMENT``, ``CORRUPT``), the kernel returns one of the results below.
 """
 from __future__ import annotations
 
 from . import layout as L
-from . import status
 from . import tables as T
 from ._jit import kernel
 from .atomics import (
     address_of,
-    load_acquire_i32_at,
     load_plain_i32_at,
     load_plain_i64_at,
     load_plain_u8_at,
@@ -20,7 +18,7 @@ from .atomics import (
     store_plain_i64_at,
     store_plain_u8_at,
 )
-from .read import check_record
+from .read import skip_to_user_record
 
 #: Passed the end of the range, or reached the limit: the selection is complete.
 GATHER_DONE = 0
@@ -57,24 +55,10 @@ def gather_records(seg, off, by_time, lo, hi, types, itemsize, out, row, n, cap,
         if n >= stop_n:
             code = GATHER_DONE
             break
-        if off >= size:
-            code = status.END_OF_SEGMENT
-            break
-        c = load_acquire_i32_at(base + off)
-        if c == 0:
-            code = status.NO_DATA
-            break
-        rec = check_record(base, size, off, c)
-        if rec < 0:
-            code = status.CORRUPT
+        code, off, rec = skip_to_user_record(base, size, off)
+        if code != 0:
             break
         t = load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET)
-        if t == L.PADDING_TYPE_ID:
-            if off + rec >= size:
-                code = status.END_OF_SEGMENT
-                break
-            off += rec
-            continue
         seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
         ts = load_plain_i64_at(base + off + L.REC_TIMESTAMP_OFFSET)
         key = ts if by_time else seq
@@ -91,7 +75,7 @@ def gather_records(seg, off, by_time, lo, hi, types, itemsize, out, row, n, cap,
         if not keep:
             off += rec
             continue
-        length = c - 1
+        length = load_plain_i32_at(base + off + L.REC_LENGTH_OFFSET)  # checked against the commit word
         if itemsize >= 0 and length != itemsize:
             code = GATHER_BAD_SIZE
             bad_seq = seq

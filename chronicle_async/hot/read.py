@@ -44,6 +44,30 @@ def check_record(seg_addr, size, off, commit):
     return result
 
 
+@kernel(inline="always")
+def skip_to_user_record(base, size, off):
+    """From ``off`` in the segment mapped at ``base`` (``size`` bytes), pass padding records.
+
+    Returns ``(code, offset, record_length)``: code 0 with the offset and length of the next
+    committed user record, or ``NO_DATA`` / ``END_OF_SEGMENT`` / ``CORRUPT`` with the offset where
+    the walk stopped. The one record walk of ``scan`` and of the notebook's ``gather_records``.
+    """
+    while True:
+        if off >= size:
+            return status.END_OF_SEGMENT, off, 0
+        c = load_acquire_i32_at(base + off)
+        if c == 0:
+            return status.NO_DATA, off, 0
+        rec = check_record(base, size, off, c)
+        if rec < 0:
+            return status.CORRUPT, off, 0
+        if load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET) != L.PADDING_TYPE_ID:
+            return 0, off, rec
+        if off + rec >= size:
+            return status.END_OF_SEGMENT, off, 0
+        off += rec
+
+
 @kernel
 def scan(seg, off, mode, target):
     """Walk committed records from ``off``.
@@ -63,23 +87,9 @@ def scan(seg, off, mode, target):
     count = 0
     code = 0
     while True:
-        if off >= size:
-            code = status.END_OF_SEGMENT
+        code, off, rec = skip_to_user_record(base, size, off)
+        if code != 0:
             break
-        c = load_acquire_i32_at(base + off)
-        if c == 0:
-            code = status.NO_DATA
-            break
-        rec = check_record(base, size, off, c)
-        if rec < 0:
-            code = status.CORRUPT
-            break
-        if load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET) == L.PADDING_TYPE_ID:
-            if off + rec >= size:
-                code = status.END_OF_SEGMENT
-                break
-            off += rec
-            continue
         seq = load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
         if mode == SCAN_TO_SEQ and seq >= target:
             break
