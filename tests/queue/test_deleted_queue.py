@@ -335,9 +335,10 @@ def test_chronicle_tail_follow_on_a_deleted_queue_exits_with_a_typed_message_not
     p = subprocess.Popen([sys.executable, "-m", "chronicle_async.cli", "tail", "-f", str(queue_dir)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        printed = [p.stdout.readline() for _ in range(3)]  # tail has printed what is on disk ('' if it died)
         shutil.rmtree(queue_dir)
         out, err = p.communicate(timeout=30)
+        out = "".join(printed) + out
     finally:
         p.kill()
         w.close()
