@@ -23,6 +23,8 @@ watchfiles, pandas or hot loop.
 """
 from __future__ import annotations
 
+from ._public import claim as _claim
+
 from ._errors import ArgumentTypeError as ArgumentTypeError
 from ._errors import BackPressureError as BackPressureError
 from ._errors import ChronicleError as ChronicleError
@@ -98,11 +100,4 @@ __all__ = (
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
 )
 
-for _name in __all__:  # tracebacks and docs show chronicle_async.X, not chronicle_async.queue.x.X
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("chronicle_async."):
-        try:
-            _obj.__module__ = "chronicle_async"
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+_claim(__name__, globals(), __all__)  # tracebacks and docs show the one public path

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+from .._public import claim as _claim
+
 from ._plane import ControlPlane as ControlPlane
 from ._plane import run as run
 from ._supervise import WorkerFailure as WorkerFailure
@@ -30,11 +32,4 @@ __all__ = [
     "next_async", "run", "wait_async",
 ]
 
-for _name in __all__:  # tracebacks and docs show chronicle_async.control.X, their one public path
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("chronicle_async.control."):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+_claim(__name__, globals(), __all__)  # tracebacks and docs show the one public path

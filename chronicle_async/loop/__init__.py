@@ -6,6 +6,8 @@ too, loaded on first use, so that ``import chronicle_async`` compiles and loads 
 """
 from __future__ import annotations
 
+from .._public import claim as _claim
+
 from ..queue.idle import Backoff as Backoff
 from ..queue.idle import BusySpin as BusySpin
 from ..queue.idle import Park as Park
@@ -16,11 +18,4 @@ from .hotloop import HotLoop as HotLoop
 
 __all__ = ["Backoff", "BusySpin", "FanInReader", "HotLogRecord", "HotLoop", "Park", "SpscRing"]
 
-for _name in __all__:  # tracebacks and docs show chronicle_async.loop.X, their one public path
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("chronicle_async."):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+_claim(__name__, globals(), __all__)  # tracebacks and docs show the one public path

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "chronicle_async"
 #: Lowest first. A module may import its own layer and any layer before it.
 LAYERS = (
     ("hot",),
-    ("_errors",),
+    ("_errors", "_public"),
     ("queue",),
     ("loop",),
     ("control",),
