@@ -51,11 +51,12 @@ def main(folder: str) -> None:
             done += k
             if done < n:
                 t0 = time.perf_counter()
-                writer.roll()  # inline here: creates and pre-faults the next segment file
+                writer.roll()  # onto the segment the writer's supplier thread prepared, if it kept up
                 t_roll += time.perf_counter() - t0
-        rolls = writer.segment_id
+        rolls = writer.roll_counts
         print(f"jitted append: {n - 1:,} messages, {t_append / (n - 1) * 1e9:.1f} ns each inside segments; "
-              f"{rolls} inline rolls took {t_roll / max(rolls, 1) * 1e3:.1f} ms each; next seq {writer.next_seq:,}")
+              f"{sum(rolls)} rolls ({rolls.prepared} prepared, {rolls.inline} inline) took "
+              f"{t_roll / max(sum(rolls), 1) * 1e3:.2f} ms each; next seq {writer.next_seq:,}")
     with Queue.open_subscriber(folder, None, "earliest") as reader:
         count = sum(1 for m in reader if int(np.frombuffer(m.payload, np.int64, 1)[0]) == m.seq)
         print(f"read back {count:,} messages, each carrying its own seq")

@@ -32,8 +32,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
-from ..queue import files as F
-from ..queue.config import Durability
+from ..queue.supply import prepare_next
 
 if TYPE_CHECKING:
     from ..queue.writer import QueueWriter
@@ -101,24 +100,7 @@ class Prealloc:
 
         Returns how many were offered. Segments go in order, so N+1 is ready first.
         """
-        offered = 0
-        try:
-            writer.release_retired()
-            head = writer.segment_id
-        except Exception:  # closed meanwhile
-            return 0
-        d, size, qid = writer.path, writer.segment_size, writer.queue_id
-        durable = writer.config.durability is not Durability.NONE
-        for target in range(head + 1, head + 1 + writer.prepare_ahead):
-            if target in writer.prepared_segments:
-                continue
-            F.create_segment(d, target, size, qid, durable=durable)
-            m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
-            if writer.offer_prepared(target, m):
-                self.prepared += 1
-                offered += 1
-            else:
-                m.close()
-                self.stale += 1
-                break  # the writer moved on meanwhile: the next request starts from its new head
+        offered, stale = prepare_next(writer)
+        self.prepared += offered
+        self.stale += stale
         return offered

@@ -9,6 +9,7 @@ Internal: import the public names from ``chronicle_async``. What each module hol
   and segment, the offset and seq, the position file; the only code that maps a position to a
   row of the hot loop's source table.
 - ``waits.py``: the asyncio waits over cursors (one waker thread per process).
+- ``supply.py``: preparing the next segments off the writer's thread (its own supplier thread).
 - ``recovery.py``: crash recovery of the tail, a function from the files to a tail description.
 - ``housekeeping.py``: the writer's background thread (heartbeat, lazy flush, retention caps).
 - ``files.py``, ``lock.py``, ``position.py``: files and mappings, OFD locks, position files.

@@ -59,6 +59,10 @@ def _check_positive(name: str, value: object, *, allow_none: bool = False, integ
         raise InvalidArgumentError(f"WriterConfig.{name} must be a finite number > 0, got {value!r}")
 
 
+#: The most segments a supplier may keep prepared past a writer's head.
+MAX_PREPARE_AHEAD = 64
+
+
 @dataclass(frozen=True)
 class WriterConfig:
     """Settings of a :class:`QueueWriter`. All durations are seconds.
@@ -84,6 +88,11 @@ class WriterConfig:
     retention_check_interval: float = 0.01
     #: Fault in each new segment's pages when it is opened, so appends take no page faults.
     prefault: bool = True
+    #: Segments the writer's own supplier thread keeps prepared past the head, so that a roll
+    #: creates no file (``queue/supply.py``). None: 1 for segments of 4 MiB or more or with a
+    #: retention cap (prepared segments come on top of the caps), up to 8 for smaller ones. 0: no supplier thread; every roll creates and maps its segment inline (tens of
+    #: milliseconds for a large segment). A ControlPlane managing the writer takes this over.
+    prepare_ahead: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("segment_size", self.segment_size, integer=True)
@@ -103,3 +112,8 @@ class WriterConfig:
             _check_positive(name, getattr(self, name))
         if not isinstance(self.prefault, bool):
             raise ArgumentTypeError("WriterConfig.prefault must be a bool")
+        p = self.prepare_ahead
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= MAX_PREPARE_AHEAD):
+            raise InvalidArgumentError(
+                f"WriterConfig.prepare_ahead must be None or an int between 0 and {MAX_PREPARE_AHEAD}, got {p!r}"
+            )

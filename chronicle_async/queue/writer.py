@@ -9,14 +9,14 @@ import threading
 import time
 import zlib
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from . import args as A
 from . import files as F
 from . import fork as _fork
-from .config import Durability, WriterConfig
+from .config import MAX_PREPARE_AHEAD, Durability, WriterConfig
 from .._errors import (
     ArgumentTypeError,
     ChronicleError,
@@ -30,6 +30,7 @@ from .._errors import (
     WriterLockedError,
 )
 from .housekeeping import Housekeeper
+from .supply import SegmentSupplier, auto_prepare_ahead
 from .recovery import RecoveryReport, Tail, recover, write_end_marker
 from .lock import FileLock, read_owner
 from .fences import TSO, asymmetric_fence_register
@@ -41,7 +42,6 @@ from ..hot import status as S
 log = logging.getLogger("chronicle_async")
 
 #: Most segments past the head a control plane may prepare for one writer.
-MAX_PREPARE_AHEAD = 64
 
 _BODY = struct.Struct(L.RECORD_BODY_FORMAT)
 _IDX_WRITE_OFFSET = L.CTL_WRITE_OFFSET_OFFSET // 8
@@ -88,6 +88,23 @@ def _bad_batch_item(items: Sequence[Any]) -> ChronicleError:
     return ArgumentTypeError("append_batch: payloads must be bytes-like")  # pragma: no cover
 
 
+def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
+    def call(new_segment_id: int) -> None:
+        first(new_segment_id)
+        second(new_segment_id)
+
+    return call
+
+
+class RollCounts(NamedTuple):
+    """How a writer's rolls found their next segment (:attr:`QueueWriter.roll_counts`)."""
+
+    #: Rolls that took a segment a supplier had prepared: an end marker and a few stores.
+    prepared: int
+    #: Rolls that created and mapped the segment themselves, on the writer's thread.
+    inline: int
+
+
 class QueueWriter:
     """The one writer of a queue. Create it with :meth:`Queue.open_publisher`.
 
@@ -131,6 +148,11 @@ class QueueWriter:
         self._notify_below = 0
         #: The HotLoop whose thread appends to this writer, if any (:attr:`hot_owner`).
         self._hot_owner: Any = None
+        #: The writer's own supplier thread (``WriterConfig.prepare_ahead``), and its depth.
+        self._supplier: SegmentSupplier | None = None
+        self._own_depth = 0
+        self._rolls_prepared = 0
+        self._rolls_inline = 0
         try:
             self._open()
         except BaseException:
@@ -138,6 +160,13 @@ class QueueWriter:
             raise
         self._closed = False
         _fork.track(self._forget_in_child)
+        depth = self._config.prepare_ahead
+        capped = self._config.max_bytes is not None or self._config.max_segments is not None
+        self._own_depth = auto_prepare_ahead(self._segment_size, capped) if depth is None else depth
+        if self._own_depth:
+            self._supplier = SegmentSupplier(self)
+            self._supplier.start()
+            self._attach_own_supplier()
         if F.segment_version(self._seg) < L.SEGMENT_VERSION:
             self.roll()  # a head segment written by an older version: new records go to a current one
 
@@ -439,7 +468,14 @@ class QueueWriter:
             new_id = self._seg_id + 1
             durable = self._config.durability is Durability.SYNC
             new = self._take_prepared(new_id)
+            if new is not None and not os.path.exists(new.path):  # one stat: the queue may be gone under us
+                self._retired.append(new)
+                new = None
             inline = new is None
+            if inline:
+                self._rolls_inline += 1
+            else:
+                self._rolls_prepared += 1
             if inline:  # nobody prepared it: create and map it here (slow: fallocate, mmap, prefault)
                 try:
                     F.create_segment(d, new_id, self._segment_size, self._queue_id, durable=durable)
@@ -534,15 +570,22 @@ class QueueWriter:
         self.check_open()
         if isinstance(prepare_ahead, bool) or not isinstance(prepare_ahead, int) or not 0 <= prepare_ahead <= MAX_PREPARE_AHEAD:
             raise InvalidArgumentError(f"prepare_ahead must be an int between 0 and {MAX_PREPARE_AHEAD}, got {prepare_ahead!r}")
-        if prepare_ahead:
+        if prepare_ahead == 0 and self._supplier is not None:
+            # A supplier of no segments (retention only): the writer's own thread keeps supplying them.
+            own = self._supplier.request
+            self._prepare_ahead = self._own_depth
+            self._notify_below = max(1, self._own_depth // 2)
+            self._on_roll = own if on_roll is None else _both(own, on_roll)
+        else:
             self._prepare_ahead = prepare_ahead
-            self._notify_below = max(1, prepare_ahead // 2)
-        self._on_roll = on_roll
+            self._notify_below = max(1, prepare_ahead // 2) if prepare_ahead else 0
+            self._on_roll = on_roll
         if retention and self._housekeeper is not None:
             self._housekeeper.hand_off_retention()
 
     def detach_supplier(self) -> None:
-        """Undo :meth:`attach_supplier`: rolls create and unmap segments inline again, the segments
+        """Undo :meth:`attach_supplier`: the writer's own supplier thread prepares its segments again
+        (with ``WriterConfig.prepare_ahead=0``: rolls create and unmap segments inline), the segments
         retired so far are unmapped now, and the housekeeping thread applies the ``WriterConfig``
         retention caps again. Segments already prepared stay for the coming rolls. Any thread; a
         no-op on a closed writer beyond dropping the callback."""
@@ -552,6 +595,22 @@ class QueueWriter:
             self.release_retired()
             if self._housekeeper is not None:
                 self._housekeeper.take_back_retention()
+            if self._supplier is not None:
+                self._attach_own_supplier()
+
+    def _attach_own_supplier(self) -> None:
+        """The writer's own supplier thread prepares its segments (at open, and when a control plane lets go)."""
+        assert self._supplier is not None
+        self._prepare_ahead = self._own_depth
+        self._notify_below = max(1, self._own_depth // 2)
+        self._on_roll = self._supplier.request
+        self._supplier.request()
+
+    @property
+    def roll_counts(self) -> "RollCounts":
+        """How this writer's rolls found their segment: ``prepared`` by a supplier (a few stores), or
+        ``inline`` (the roll created and mapped it: file work on the writer's thread)."""
+        return RollCounts(self._rolls_prepared, self._rolls_inline)
 
     @property
     def prepare_ahead(self) -> int:
@@ -691,7 +750,7 @@ class QueueWriter:
             return
         self._forked = _fork.error("the writer", self._path)
         self._closed = True
-        self._housekeeper = None  # its thread does not exist in the child
+        self._housekeeper = self._supplier = None  # their threads do not exist in the child
         self._lock = None  # queue/lock.py already closed the inherited descriptor
         self._prepared, self._retired = {}, []
         self._ctl_q = self._ctl_i32 = self._seg_mv = self._seg_i32 = _fork.ForkedView(self._forked)
@@ -711,6 +770,9 @@ class QueueWriter:
         if self._housekeeper is not None:
             self._housekeeper.stop()
             self._housekeeper = None
+        if self._supplier is not None:  # before the I/O lock: an offer under way takes it, and is refused
+            self._supplier.stop()
+            self._supplier = None
         with self._io_lock:
             if self._config.durability is not Durability.NONE:
                 try:

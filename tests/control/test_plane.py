@@ -40,7 +40,8 @@ from .test_logdrain import new_state, note
 SEG = 16 * 1024
 BOUND = 10.0  # generous limit on any single wait in these tests
 THREAD_PREFIXES = ("chronicle-prealloc", "chronicle-io")
-DEFAULT = WriterConfig(segment_size=SEG)
+# prepare_ahead=0: these tests watch what the plane does to a writer, without the writer's own supplier
+DEFAULT = WriterConfig(segment_size=SEG, prepare_ahead=0)
 
 
 # -- helpers --------------------------------------------------------------------------------------

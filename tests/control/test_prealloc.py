@@ -34,7 +34,8 @@ TINY = 16 * 1024  # the smallest segment_size allowed
 BOUND = 10.0  # generous limit on any single wait in these tests
 HEADER_PAD = 48  # inside the segment header's reserved bytes (the fields end at 40, data starts at 64)
 MARK = b"PREPARED"
-DEFAULT = WriterConfig(segment_size=SEG)
+# prepare_ahead=0: these tests watch the plane's prealloc worker alone, not the writer's own supplier
+DEFAULT = WriterConfig(segment_size=SEG, prepare_ahead=0)
 
 
 # -- deterministic messages -----------------------------------------------------------------------
@@ -183,7 +184,7 @@ async def test_segments_are_prepared_ahead_and_rolls_take_the_prepared_file_and_
 
 async def test_under_a_high_roll_rate_every_message_is_intact_and_old_mappings_stay_bounded(tmp_path, writers) -> None:
     """Thousands of rolls of 16 KiB segments from a writer thread appending flat out."""
-    w = writers(tmp_path / "q", WriterConfig(segment_size=TINY))
+    w = writers(tmp_path / "q", WriterConfig(segment_size=TINY, prepare_ahead=0))
     q = w.path
     total = 60_000
     max_size = 900
@@ -383,7 +384,7 @@ from chronicle_async.control import run
 {helpers}
 
 async def main(path: str) -> None:
-    w = Queue.open_publisher(path, WriterConfig(segment_size={tiny}))
+    w = Queue.open_publisher(path, WriterConfig(segment_size={tiny}, prepare_ahead=0))
     async with ControlPlane() as plane:
         plane.manage_writer(w)
         append_range(w, 200)
@@ -428,7 +429,7 @@ def test_a_killed_writers_prepared_segments_are_adopted_by_the_next_writer_with_
     assert ahead, "the dead writer left no prepared segment ahead of its head"
     inodes = {s: os.stat(F.segment_path(str(q), s)).st_ino for s in ahead}
 
-    w = Queue.open_publisher(q, WriterConfig(segment_size=TINY))
+    w = Queue.open_publisher(q, WriterConfig(segment_size=TINY, prepare_ahead=0))
     try:
         assert w.next_seq >= ready_seq  # nothing committed was lost
         start = w.next_seq

@@ -301,7 +301,7 @@ async def test_orphaned_temp_files_of_a_dead_process_are_removed_and_those_of_a_
 def test_plan_cleanup_with_a_stale_head_never_deletes_more_than_with_the_real_head(tmp_path, opened) -> None:
     q = tmp_path / "q"
     n = 12
-    w = opened(Queue.open_publisher(q, WriterConfig(segment_size=TINY)))
+    w = opened(Queue.open_publisher(q, WriterConfig(segment_size=TINY, prepare_ahead=0)))  # exactly segments 0..11
     one_per_segment(w, n - 1)  # message k alone in segment k, segments 0..11
     append_range(w, 1)
     w.close()  # plan_cleanup needs no writer; its head comes from the caller
@@ -359,7 +359,9 @@ def test_plan_cleanup_with_a_stale_head_never_deletes_more_than_with_the_real_he
 
 async def test_a_writer_managed_for_retention_only_unmaps_the_segments_it_rolls_away_from(tmp_path, opened) -> None:
     q = tmp_path / "q"
-    w = opened(Queue.open_publisher(q, WriterConfig(segment_size=TINY)))
+    # prepare_ahead=0: inline rolls, each unmapping the segment it leaves (tests/queue/test_supply.py
+    # checks the same bound with the writer's own supplier, which unmaps them on its thread)
+    w = opened(Queue.open_publisher(q, WriterConfig(segment_size=TINY, prepare_ahead=0)))
 
     async def scenario() -> None:
         async with ControlPlane(retention_interval=0.02) as plane:

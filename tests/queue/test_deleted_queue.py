@@ -9,6 +9,7 @@ or a FanInReader. Never a bare ``FileNotFoundError``, never a hot spin.
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,20 @@ from chronicle_async import (
 )
 
 SMALL = WriterConfig(segment_size=64 * 1024)
+
+
+def _delete(path) -> None:
+    """``rm -rf`` the queue, again if a file appeared meanwhile (a live writer's supplier thread
+    may be creating its next segment while the folder goes: ENOTEMPTY)."""
+    for _ in range(100):
+        try:
+            shutil.rmtree(path)
+            return
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise
+            time.sleep(0.01)
+    shutil.rmtree(path)
 PER_SEGMENT = 400  # messages of 100 bytes: more than one 64 KiB segment holds
 
 
@@ -61,7 +76,7 @@ def _reader_at_end_marker(queue_dir):
 def test_a_reader_at_an_end_marker_of_a_deleted_queue_gets_no_message_and_a_queue_deleted_disconnect(queue_dir):
     w, r = _reader_at_end_marker(queue_dir)
     seq = r.next_seq
-    shutil.rmtree(queue_dir)
+    _delete(queue_dir)
     assert r.next() is None  # was: FileNotFoundError from the segment listing
     assert r.next() is None
     assert not r.available()
@@ -76,7 +91,7 @@ def test_a_reader_at_an_end_marker_of_a_deleted_queue_gets_no_message_and_a_queu
 
 def test_wait_on_a_deleted_queue_returns_false_after_a_bounded_sleep_never_spinning(queue_dir):
     w, r = _reader_at_end_marker(queue_dir)
-    shutil.rmtree(queue_dir)
+    _delete(queue_dir)
     r.wait(0.01)  # True at the end marker (a segment end is "something"), until next() looks
     assert r.next() is None  # finds the queue gone
     t = time.monotonic()
@@ -95,7 +110,7 @@ def test_wait_on_a_deleted_queue_returns_false_after_a_bounded_sleep_never_spinn
 
 def test_wait_async_and_async_iteration_on_a_deleted_queue_keep_waiting_without_a_hot_loop(queue_dir):
     w, r = _reader_at_end_marker(queue_dir)
-    shutil.rmtree(queue_dir)
+    _delete(queue_dir)
     calls = 0
     real_next = r.next
 
@@ -125,7 +140,7 @@ def test_wait_async_and_async_iteration_on_a_deleted_queue_keep_waiting_without_
 def test_a_queue_deleted_and_created_again_is_a_queue_deleted_disconnect_not_a_mix_of_two_queues(queue_dir):
     w, r = _reader_at_end_marker(queue_dir)
     w.close()
-    shutil.rmtree(queue_dir)
+    _delete(queue_dir)
     with Queue.open_publisher(queue_dir, SMALL) as w2:
         _fill(w2, 3 * PER_SEGMENT, b"n")  # the new queue has segments 0..3: segment 1 is another queue's
         assert r.next() is None
@@ -140,7 +155,7 @@ def test_a_queue_deleted_and_created_again_is_a_queue_deleted_disconnect_not_a_m
 
 def test_seek_on_a_deleted_queue_is_a_typed_error_naming_the_path(queue_dir):
     w, r = _reader_at_end_marker(queue_dir)
-    shutil.rmtree(queue_dir)
+    _delete(queue_dir)
     with pytest.raises(QueueDeletedError, match="deleted") as e:
         r.seek(0)
     assert str(queue_dir) in str(e.value)
@@ -156,7 +171,10 @@ def test_seek_on_a_deleted_queue_is_a_typed_error_naming_the_path(queue_dir):
 def test_the_writers_roll_after_the_queue_was_deleted_is_a_typed_error_naming_the_path_and_the_fix(queue_dir, durability):
     w = Queue.open_publisher(queue_dir, WriterConfig(segment_size=64 * 1024, durability=durability))
     _fill(w, 100)
-    shutil.rmtree(queue_dir)
+    deadline = time.monotonic() + 10  # the writer's supplier thread settles (it would race the rmtree)
+    while len(w.prepared_segments) < w.prepare_ahead and time.monotonic() < deadline:
+        time.sleep(0.001)
+    _delete(queue_dir)
     with pytest.raises(QueueDeletedError) as e:
         _fill(w)  # the next roll: was FileNotFoundError ...seg.tmp-...
     msg = str(e.value)
@@ -191,7 +209,7 @@ def test_a_writer_process_gets_queue_deleted_error_when_its_queue_is_deleted_und
         assert p.stdout.readline().strip() == "ready"
         r = Queue.open_subscriber(queue_dir, None, "earliest")
         time.sleep(0.2)
-        shutil.rmtree(queue_dir)
+        _delete(queue_dir)
         out, err = p.communicate(timeout=60)
     finally:
         p.kill()
@@ -217,7 +235,7 @@ def _two_queues(tmp_path):
     _fill(wa, 50)
     ra, rb = Queue.open_subscriber(a, "hot", "earliest"), Queue.open_subscriber(b, "hot", "earliest")
     wa.roll()
-    shutil.rmtree(a)
+    _delete(a)
     return a, b, wa, wb, ra, rb
 
 
@@ -336,7 +354,7 @@ def test_chronicle_tail_follow_on_a_deleted_queue_exits_with_a_typed_message_not
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         printed = [p.stdout.readline() for _ in range(3)]  # tail has printed what is on disk ('' if it died)
-        shutil.rmtree(queue_dir)
+        _delete(queue_dir)
         out, err = p.communicate(timeout=30)
         out = "".join(printed) + out
     finally:

@@ -1,0 +1,147 @@
+"""Sustained append rate across rolls, beside the no-roll rate of the same run.
+
+A jitted writer (as in ``examples/jitted_append.py``) appends ``n`` messages of 64 bytes and rolls
+on ``SEGMENT_FULL``. Each configuration is measured over the whole stream, rolls included, in its
+own fresh queue on /dev/shm (tmpfs: new pages are allocated as segments are made):
+
+- ``no roll``: one 1 GiB segment, pre-faulted at open: the ceiling (the headline figure's setup);
+- ``default``: ``Queue.open_publisher(path)`` exactly as a new user opens it (64 MiB segments, the
+  writer's own supplier thread preparing the next segment);
+- ``inline rolls``: 64 MiB, ``prepare_ahead=0``: every roll creates and pre-faults its segment;
+- ``bounded``: the default plus ``max_segments=4`` (retention by the writer's housekeeping thread).
+
+Each row gives msgs/s, the ratio to ``no roll``, the rolls' p50/p99/max and how the rolls found
+their segment (``QueueWriter.roll_counts``: prepared by a supplier, or created inline).
+
+    python -m benchmarks.sustained [--rounds 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+
+from chronicle_async import Queue, WriterConfig
+from chronicle_async.hot.append import append
+from chronicle_async.hot.atomics import store_plain_i64
+from chronicle_async.hot.status import SEGMENT_FULL, STALE_HANDLE
+
+from ._harness import machine_info
+
+PAYLOAD = 64
+
+
+@numba.njit(nogil=True, cache=True)
+def _produce(seg, ctl, first, count, payload, t0_ns):
+    for i in range(first, count):
+        store_plain_i64(payload, 0, i)
+        seq = append(seg, ctl, 7, payload, t0_ns + i)
+        if seq == SEGMENT_FULL or seq == STALE_HANDLE:
+            return i - first
+        if seq < 0:
+            return seq
+    return count - first
+
+
+CONFIGS = {
+    "no roll (1 GiB segment)": dict(segment_size=1 << 30, prepare_ahead=0),
+    "default (open_publisher(path))": None,
+    "inline rolls (prepare_ahead=0)": dict(prepare_ahead=0),
+    "bounded (max_segments=4)": dict(max_segments=4),
+}
+
+
+def run_one(config: dict | None, n: int) -> dict:
+    root = tempfile.mkdtemp(prefix="chronicle-sustained-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    path = os.path.join(root, "q")
+    payload = np.zeros(PAYLOAD, np.uint8)
+    try:
+        w = Queue.open_publisher(path) if config is None else Queue.open_publisher(path, WriterConfig(**config))
+        with w:
+            h = w.hot_handle()
+            _produce(h.seg, h.ctl, 0, 1, payload, 0)  # compiled (or loaded) outside the timing
+            # Let the supplier finish preparing what it is asked for at open, as a writer that
+            # opens at start-up and streams later would find it.
+            deadline = time.monotonic() + 5
+            while w.prepare_ahead and len(w.prepared_segments) < w.prepare_ahead and time.monotonic() < deadline:
+                time.sleep(0.001)
+            rolls: list[float] = []
+            done = 1
+            t0 = time.perf_counter()
+            while done < n:
+                h = w.hot_handle()
+                k = _produce(h.seg, h.ctl, done, n, payload, time.time_ns())
+                if k < 0:
+                    raise RuntimeError(f"append failed with status {k}")
+                done += k
+                if done < n:
+                    r0 = time.perf_counter()
+                    w.roll()
+                    rolls.append(time.perf_counter() - r0)
+            elapsed = time.perf_counter() - t0
+            counts = w.roll_counts
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    rolls_us = sorted(x * 1e6 for x in rolls)
+
+    def pct(p: float) -> float | None:
+        return rolls_us[min(len(rolls_us) - 1, int(p * len(rolls_us)))] if rolls_us else None
+
+    return {"msgs_per_s": (n - 1) / elapsed, "rolls": len(rolls), "prepared": counts.prepared, "inline": counts.inline,
+            "roll_p50_us": pct(0.5), "roll_p99_us": pct(0.99), "roll_max_us": rolls_us[-1] if rolls_us else None}
+
+
+def _med(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def run_all(rounds: int, quick: bool) -> list[tuple[str, dict]]:
+    n = 1_000_000 if quick else 5_000_000
+    out = []
+    for name, cfg in CONFIGS.items():
+        runs = []
+        for i in range(rounds):
+            print(f"sustained: {name}, round {i + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            runs.append(run_one(cfg, n))
+        out.append((name, {k: _med([r[k] for r in runs]) for k in runs[0]} | {"n": n}))
+    return out
+
+
+def format_table(rows: list[tuple[str, dict]]) -> str:
+    base = rows[0][1]["msgs_per_s"]
+
+    def us(v: float | None) -> str:
+        return "-" if v is None else (f"{v / 1000:.1f} ms" if v >= 1000 else f"{v:.1f} µs")
+
+    lines = ["| configuration | msgs/s | × no roll | rolls (prepared / inline) | roll p50 | roll p99 | roll max |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['msgs_per_s'] / 1e6:.1f} M | {r['msgs_per_s'] / base:.2f} | "
+                     f"{r['rolls']:.0f} ({r['prepared']:.0f} / {r['inline']:.0f}) | {us(r['roll_p50_us'])} | "
+                     f"{us(r['roll_p99_us'])} | {us(r['roll_max_us'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.sustained", description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="1 M messages instead of 5 M")
+    args = ap.parse_args(argv)
+    rows = run_all(args.rounds, args.quick)
+    print(f"Machine: {machine_info()}")
+    print(f"Command: python -m benchmarks.sustained --rounds {args.rounds}{' --quick' if args.quick else ''}")
+    print(f"{rows[0][1]['n']:,.0f} messages of {PAYLOAD} B from a jitted writer; medians of {args.rounds} rounds.\n")
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

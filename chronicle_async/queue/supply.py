@@ -1,0 +1,116 @@
+"""Preparing a writer's next segments off its hot path.
+
+A roll that finds segment N+1 prepared costs an end marker and a few stores. A roll that must
+create it costs the file work: ``fallocate``, a hard link, ``mmap`` and faulting in every page
+(about 40 ms for 64 MiB on tmpfs, where new pages are the limit). So the next segments are made
+ahead, by whoever supplies the writer (``QueueWriter.attach_supplier``):
+
+- by default, the writer's own supplier thread (:class:`SegmentSupplier`), started at open
+  (``WriterConfig.prepare_ahead``; 0 turns it off and every roll creates its segment inline);
+- under a :class:`~chronicle_async.control.ControlPlane`, its prealloc worker, which takes over
+  from the writer's own thread until it lets the writer go.
+
+Both run :func:`prepare_next`: create the segments past the head, map and pre-fault them, offer
+each to the writer (``QueueWriter.offer_prepared``), and unmap the segments the writer rolled away
+from (``QueueWriter.release_retired``). A supplier that falls behind costs speed, never data: a
+roll that finds nothing prepared creates its segment itself, and an offer the writer has moved
+past is discarded.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+from . import files as F
+from .config import Durability
+
+log = logging.getLogger("chronicle_async")
+
+
+def auto_prepare_ahead(segment_size: int, capped: bool = False) -> int:
+    """How many segments the writer's own supplier keeps ready: one for segments of 4 MiB or more,
+    up to 8 for small segments, which roll often (a deeper stock means fewer wake-ups). A queue with
+    a retention cap keeps one: the caps count the segments up to the head, prepared ones come on top."""
+    return 1 if capped else max(1, min(8, (4 << 20) // segment_size))
+
+
+def prepare_next(writer: Any) -> tuple[int, int]:
+    """Prepare and offer ``writer``'s next segments (blocking: call it off the writer's thread).
+
+    Returns ``(offered, stale)``: segments the writer accepted, and segments it refused because it
+    had rolled past them meanwhile (then this pass stops; the next request starts from the new head).
+    Segments go in order, so N+1 is ready first.
+    """
+    try:
+        writer.release_retired()
+        head = writer.segment_id
+        depth = writer.prepare_ahead
+        have = set(writer.prepared_segments)
+    except Exception:  # closed meanwhile
+        return 0, 0
+    d, size, qid = writer.path, writer.segment_size, writer.queue_id
+    durable = writer.config.durability is not Durability.NONE
+    offered = 0
+    for target in range(head + 1, head + 1 + depth):
+        if target in have:
+            continue
+        F.create_segment(d, target, size, qid, durable=durable)
+        m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
+        if writer.offer_prepared(target, m):
+            offered += 1
+        else:
+            m.close()
+            return offered, 1
+    return offered, 0
+
+
+class SegmentSupplier(threading.Thread):
+    """The writer's own supplier: a daemon thread that runs :func:`prepare_next` when woken.
+
+    :meth:`request` is the roll callback (called on the writer's thread: it sets an event, one
+    futex wake when the thread sleeps). The thread holds the writer weakly and only while it
+    prepares; it ends when the writer closes or is collected. ``prepared`` and ``stale`` count its
+    offers (read them from any thread).
+    """
+
+    def __init__(self, writer: Any):
+        super().__init__(name=f"chronicle-supplier:{writer.path}", daemon=True)
+        self._wake = threading.Event()
+        self._writer = weakref.ref(writer, lambda _ref, wake=self._wake: wake.set())  # a dropped writer ends it
+        self._stopping = False
+        self.prepared = 0
+        self.stale = 0
+
+    def request(self, _new_segment_id: int = -1) -> None:
+        """Ask for the next segments (any thread; never blocks)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the thread after the preparation under way, and wait for it (not from itself)."""
+        self._stopping = True
+        self._wake.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            writer = self._writer()
+            if writer is None or writer.closed:
+                return
+            try:
+                offered, stale = prepare_next(writer)
+                self.prepared += offered
+                self.stale += stale
+            except Exception as e:  # the next roll creates its segment inline; say why once per failure
+                if isinstance(e, OSError) and F.queue_gone(writer.path, writer.queue_id):
+                    return  # the queue was deleted under the writer: its next roll says so
+                log.warning("chronicle_async: preparing the next segment of %s failed (%s: %s); the next roll "
+                            "creates it inline", writer.path, type(e).__name__, e)
+            finally:
+                del writer
