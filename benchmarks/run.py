@@ -3,6 +3,7 @@
     python -m benchmarks.run [--rounds 3] [--quick] [--out results.md] [--memory] [--startup]
     python -m benchmarks.run --hotcore [--rounds 3] [--quick] [--out results.md]
     python -m benchmarks.run --control [--rounds 3] [--quick] [--out results.md]
+    python -m benchmarks.run --sustained [--rounds 3] [--quick]
 
 Every round measures chronicle_async and the peers (multiprocessing.Queue,
 os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
@@ -26,7 +27,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import chronicle, control, hotcore, peers
+from . import chronicle, control, hotcore, peers, sustained
 from ._harness import Result, format_table, machine_info, median_of
 
 
@@ -43,12 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hotcore", action="store_true", help="run only the hot-core figures (benchmarks/hotcore.py)")
     ap.add_argument("--with-hotcore", action="store_true", help="also run the hot-core figures after the transport rounds")
     ap.add_argument("--control", action="store_true", help="run only the control-plane figures (benchmarks/control.py)")
+    ap.add_argument("--sustained", action="store_true",
+                    help="run only the sustained-rate figures across rolls (benchmarks/sustained.py)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
     if args.hotcore:
         return _hotcore_only(args)
     if args.control:
         return _control_only(args)
+    if args.sustained:
+        return sustained.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else []))
     by_name: dict[tuple[str, str], list[Result]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     t0 = time.time()

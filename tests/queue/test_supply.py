@@ -141,3 +141,12 @@ def test_the_supplier_unmaps_the_segments_the_writer_left_and_retention_deleted(
         # the head, the prepared one, and at most three rolled-away segments not yet unmapped
         assert len(maps) <= 2 + 3 and len(deleted) <= 3, maps
         assert w.roll_counts.prepared + w.roll_counts.inline == 40
+
+
+def test_the_sustained_benchmark_counts_every_roll_of_each_configuration():
+    from benchmarks import sustained
+
+    r = sustained.run_one(dict(segment_size=256 * 1024), 100_000)
+    assert r["rolls"] > 10 and r["prepared"] + r["inline"] == r["rolls"] and r["msgs_per_s"] > 0
+    r0 = sustained.run_one(dict(segment_size=256 * 1024, prepare_ahead=0), 100_000)
+    assert r0["inline"] == r0["rolls"] > 10 and r0["prepared"] == 0
