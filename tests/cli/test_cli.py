@@ -151,7 +151,8 @@ def test_inspect_shows_a_fresh_queue_with_a_live_writer_then_closed(queue_dir):
         s = run_json("inspect", queue_dir)
         assert s["writer"]["alive"] and s["writer"]["lock_held"] and s["writer"]["state"] == "open"
         assert s["writer"]["heartbeat_age"] < 1.0
-        assert s["segments"]["count"] == 1 and s["messages"]["count_estimate"] == 0
+        # the head, and the segments the writer's supplier thread prepared ahead of it
+        assert s["segments"]["count"] == 1 + s["segments"]["prepared_ahead"] and s["messages"]["count_estimate"] == 0
         assert s["messages"]["first_seq"] is None
     finally:
         w.close()
