@@ -248,14 +248,14 @@ def cmd_appender(path: str, segment_size: int, max_size: int, batch: int = 0) ->
 
 
 def cmd_fill(path: str, count: int, segment_size: int, max_size: int, close: bool = False,
-             roll_before_last: bool = False) -> None:
+             roll_before_last: bool = False, prepare_ahead: int | None = None) -> None:
     """Append ``count`` messages, report, then close cleanly (``close``) or block until killed.
 
     ``roll_before_last`` rolls before the last message, so it is the first record of its segment.
     """
     from chronicle_async import Queue, WriterConfig
 
-    w = Queue.open_publisher(path, WriterConfig(segment_size=segment_size))
+    w = Queue.open_publisher(path, WriterConfig(segment_size=segment_size, prepare_ahead=prepare_ahead))
     for seq in range(count):
         if roll_before_last and seq == count - 1:
             w.roll()

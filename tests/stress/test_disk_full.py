@@ -23,6 +23,9 @@ from ._workers import check_message, expected
 
 SEGMENT_SIZE = 256 * 1024
 MAX_SIZE = 2000
+# The writer's own supplier is off (prepare_ahead=0) in these tests: they watch a roll creating its
+# segment on a full disk, not a segment prepared before the disk filled.
+INLINE = WriterConfig(prepare_ahead=0)
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -97,7 +100,7 @@ def test_roll_on_full_disk_raises_disk_full_and_writer_continues_after_space_is_
     filler = small_tmpfs / "filler"
     with open(filler, "wb") as f:  # take half of the file system
         os.posix_fallocate(f.fileno(), 0, 1024 * 1024)
-    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE))
+    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE, prepare_ahead=0))
     r = Queue.open_subscriber(queue, None, "earliest")  # anonymous: creates no file
     try:
         e = fill_until_disk_full(w)
@@ -135,7 +138,8 @@ def test_recovery_that_needs_a_segment_on_a_full_disk_fails_cleanly_and_succeeds
     """A writer killed mid-append leaves dirty bytes; the next writer must start a new segment, on a full disk."""
     queue = small_tmpfs / "q"
     n = 40
-    filler_proc = spawn("fill", path=str(queue), count=n, segment_size=SEGMENT_SIZE, max_size=MAX_SIZE)
+    filler_proc = spawn("fill", path=str(queue), count=n, segment_size=SEGMENT_SIZE, max_size=MAX_SIZE,
+                        prepare_ahead=0)  # no segment prepared ahead: the next writer must create one
     filler_proc.expect("filled", timeout=60)
     assert filler_proc.kill9() < 0
     # the half-written record of seq n: header and payload bytes, commit word still 0
@@ -147,14 +151,14 @@ def test_recovery_that_needs_a_segment_on_a_full_disk_fails_cleanly_and_succeeds
     fill_file_system(small_tmpfs / "filler")
 
     with pytest.raises(DiskFullError) as info:
-        Queue.open_publisher(queue)
+        Queue.open_publisher(queue, INLINE)
     assert L.segment_file_name(1) in str(info.value)
     assert not temp_files(queue) and not (queue / L.segment_file_name(1)).exists()
     with Queue.open_subscriber(queue, None, "earliest") as r:  # the data is intact meanwhile
         read_all(r, 0, n)
 
     (small_tmpfs / "filler").unlink()
-    with Queue.open_publisher(queue) as w:
+    with Queue.open_publisher(queue, INLINE) as w:
         assert w.epoch == 2  # the failed open never became a writer session
         assert w.next_seq == n and w.segment_id == 1
         t, d = expected(n, MAX_SIZE)
@@ -178,7 +182,7 @@ def fill_file_system(path: pathlib.Path) -> None:
 @pytest.mark.timeout(120)
 def test_cleanup_segments_frees_space_for_the_writer_after_disk_full(small_tmpfs):
     queue = small_tmpfs / "q"
-    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE))
+    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE, prepare_ahead=0))
     try:
         e = fill_until_disk_full(w)
         check_disk_full_error(e, w, queue)
@@ -202,7 +206,7 @@ def test_cleanup_segments_frees_space_for_the_writer_after_disk_full(small_tmpfs
 def test_named_reader_on_full_disk_raises_disk_full_and_can_open_once_space_is_freed(small_tmpfs):
     queue = small_tmpfs / "q"
     filler = small_tmpfs / "filler"
-    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE))
+    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE, prepare_ahead=0))
     try:
         for s in range(10):
             t, d = expected(s, MAX_SIZE)
@@ -224,7 +228,7 @@ def test_named_reader_on_full_disk_raises_disk_full_and_can_open_once_space_is_f
 @pytest.mark.timeout(120)
 def test_append_batch_on_full_disk_can_be_retried_without_duplicates(small_tmpfs):
     queue = small_tmpfs / "q"
-    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE))
+    w = Queue.open_publisher(queue, WriterConfig(segment_size=SEGMENT_SIZE, prepare_ahead=0))
     try:
         batch = 100
         for _ in range(1000):
