@@ -93,6 +93,10 @@ class WriterConfig:
     #: retention cap (prepared segments come on top of the caps), up to 8 for smaller ones. 0: no supplier thread; every roll creates and maps its segment inline (tens of
     #: milliseconds for a large segment). A ControlPlane managing the writer takes this over.
     prepare_ahead: int | None = None
+    #: With a retention cap (``max_bytes`` / ``max_segments``), the supplier turns the segment the cap
+    #: retires into the next prepared one: zeroed in place, with no new pages (``queue/supply.py``).
+    #: A segment a reader still maps is deleted as usual instead. False: delete and create anew.
+    recycle: bool = True
 
     def __post_init__(self) -> None:
         _check_positive("segment_size", self.segment_size, integer=True)
@@ -112,6 +116,8 @@ class WriterConfig:
             _check_positive(name, getattr(self, name))
         if not isinstance(self.prefault, bool):
             raise ArgumentTypeError("WriterConfig.prefault must be a bool")
+        if not isinstance(self.recycle, bool):
+            raise ArgumentTypeError("WriterConfig.recycle must be a bool")
         p = self.prepare_ahead
         if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= MAX_PREPARE_AHEAD):
             raise InvalidArgumentError(

@@ -25,6 +25,7 @@ from typing import Any
 
 from . import files as F
 from .config import Durability
+from .retention import cleanup_segments, plan_cleanup
 
 log = logging.getLogger("chronicle_async")
 
@@ -36,15 +37,19 @@ def auto_prepare_ahead(segment_size: int, capped: bool = False) -> int:
     return 1 if capped else max(1, min(8, (4 << 20) // segment_size))
 
 
-def prepare_next(writer: Any) -> tuple[int, int]:
+def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int, int]:
     """Prepare and offer ``writer``'s next segments (blocking: call it off the writer's thread).
 
     Returns ``(offered, stale)``: segments the writer accepted, and segments it refused because it
     had rolled past them meanwhile (then this pass stops; the next request starts from the new head).
-    Segments go in order, so N+1 is ready first.
+    Segments go in order, so N+1 is ready first. When the writer recycles (``writer.recycles``), each
+    segment comes from the oldest segment its retention caps retire, if there is one (see
+    :func:`~chronicle_async.queue.files.recycle_segment`); otherwise it is created. ``counts``, if
+    given, adds up how each segment was made.
     """
     try:
-        writer.release_retired()
+        keep = (writer.retained_segments or 0) + 1 if writer.recycles else 0
+        writer.release_retired(keep)
         head = writer.segment_id
         depth = writer.prepare_ahead
         have = set(writer.prepared_segments)
@@ -53,17 +58,67 @@ def prepare_next(writer: Any) -> tuple[int, int]:
     d, size, qid = writer.path, writer.segment_size, writer.queue_id
     durable = writer.config.durability is not Durability.NONE
     offered = 0
+    victims: list[int] | None = None
     for target in range(head + 1, head + 1 + depth):
         if target in have:
             continue
-        F.create_segment(d, target, size, qid, durable=durable)
-        m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
-        if writer.offer_prepared(target, m):
+        m = None
+        if keep:
+            if victims is None:
+                victims = _victims(writer, head)
+            while m is None and victims:
+                victim = victims.pop(0)
+                how, m = F.recycle_segment(d, victim, target, size, qid, writer.take_retired(victim), durable=durable)
+                if counts is not None:
+                    counts.note(how)
+        recycled = m is not None
+        if m is None:
+            F.create_segment(d, target, size, qid, durable=durable)
+            m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
+            if counts is not None:
+                counts.created += 1
+        if writer.offer_prepared(target, m, recycled=recycled):
             offered += 1
         else:
             m.close()
             return offered, 1
+    if keep:  # the caps, exactly: the housekeeper leaves one segment over them for this pass to recycle
+        c = writer.config
+        deleted = cleanup_segments(d, writer.segment_id, size, max_bytes=c.max_bytes, max_segments=c.max_segments)
+        if counts is not None:
+            counts.deleted += len(deleted)
     return offered, 0
+
+
+def _victims(writer: Any, head: int) -> list[int]:
+    """The segments the writer's caps retire now, oldest first (none a live named reader needs)."""
+    c = writer.config
+    return plan_cleanup(writer.path, head, writer.segment_size, max_bytes=c.max_bytes, max_segments=c.max_segments)
+
+
+class SupplyCounts:
+    """How a supplier made the segments it prepared (read from any thread; counts only grow).
+
+    ``created``: new files (fresh pages). ``recycled``: retired segments zeroed in place.
+    ``deleted``: retired segments deleted instead of recycled (a reader still mapped one, or the
+    caps retired more than one segment per pass).
+    """
+
+    __slots__ = ("created", "recycled", "deleted")
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.recycled = 0
+        self.deleted = 0
+
+    def note(self, how: "F.Recycled") -> None:
+        if how is F.Recycled.DONE:
+            self.recycled += 1
+        elif how is not F.Recycled.GONE:
+            self.deleted += 1
+
+    def __repr__(self) -> str:
+        return f"SupplyCounts(created={self.created}, recycled={self.recycled}, deleted={self.deleted})"
 
 
 class SegmentSupplier(threading.Thread):
@@ -82,6 +137,7 @@ class SegmentSupplier(threading.Thread):
         self._stopping = False
         self.prepared = 0
         self.stale = 0
+        self.counts = SupplyCounts()
 
     def request(self, _new_segment_id: int = -1) -> None:
         """Ask for the next segments (any thread; never blocks)."""
@@ -104,7 +160,7 @@ class SegmentSupplier(threading.Thread):
             if writer is None or writer.closed:
                 return
             try:
-                offered, stale = prepare_next(writer)
+                offered, stale = prepare_next(writer, self.counts)
                 self.prepared += offered
                 self.stale += stale
             except Exception as e:  # the next roll creates its segment inline; say why once per failure
