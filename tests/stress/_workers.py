@@ -175,10 +175,13 @@ def cmd_reader(
     wait_timeout: float = 0.2,
     deadline: float = 120.0,
     commit_every: int = 5000,
+    from_first: bool = False,
 ) -> None:
     """Read and verify seqs 0.. until ``count`` (or the count written to ``target_file``) are read.
 
-    Then check nothing more is there. Reports how many waits returned False.
+    Then check nothing more is there. Reports how many waits returned False. With ``from_first``,
+    the seqs start at the first message found (retention deleted the older ones) and ``count`` is
+    the seq to read up to; the result's ``first`` says where it started.
     """
     from chronicle_async import CorruptQueueError
 
@@ -187,6 +190,7 @@ def cmd_reader(
     r = _open_subscriber(path, name, start, strategy, t_end)
     emit("opened", position=list(r.position))
     seq = 0
+    first = None
     idle_waits = 0
     target = count
     try:
@@ -202,6 +206,8 @@ def cmd_reader(
                 if not r.wait(timeout=wait_timeout):
                     idle_waits += 1
                 continue
+            if first is None:
+                first = seq = m.seq if from_first else 0
             err = check_message(m, seq, max_size)
             if err:
                 fail(err, position=list(r.position))
@@ -215,22 +221,26 @@ def cmd_reader(
         fail(f"{type(e).__name__} after {seq} good messages: {e}")
     if name is not None:
         r.commit()
-    emit("result", ok=True, count=seq, idle_waits=idle_waits, position=list(r.position))
+    emit("result", ok=True, count=seq, first=first, idle_waits=idle_waits, position=list(r.position))
     r.close()
 
 
-def cmd_appender(path: str, segment_size: int, max_size: int, batch: int = 0) -> None:
+def cmd_appender(path: str, segment_size: int, max_size: int, batch: int = 0, max_segments: int | None = None,
+                 announce_recycled: int = 0) -> None:
     """Open the writer (recovering whatever a killed predecessor left) and append until killed.
 
-    With ``batch``, appends with ``append_batch`` in batches of 1..batch messages.
+    With ``batch``, appends with ``append_batch`` in batches of 1..batch messages. With
+    ``max_segments``, the writer's caps retire segments and its supplier recycles them; with
+    ``announce_recycled``, a ``recycled`` event says when that many rolls took a recycled segment.
     """
     from chronicle_async import Queue, WriterConfig
 
     ppid = os.getppid()
-    w = Queue.open_publisher(path, WriterConfig(segment_size=segment_size))
+    w = Queue.open_publisher(path, WriterConfig(segment_size=segment_size, max_segments=max_segments))
     seq = w.next_seq
     emit("opened", epoch=w.epoch, next_seq=seq, segment_id=w.segment_id, pid=os.getpid())
     calls = 0
+    announce = announce_recycled
     while True:
         if batch:
             seqs = range(seq, seq + 1 + mix64(seq ^ 0xBA7C) % batch)
@@ -243,8 +253,54 @@ def cmd_appender(path: str, segment_size: int, max_size: int, batch: int = 0) ->
             fail(f"append returned seq {got}, expected {seq}")
         seq += n
         calls += 1
+        if announce and w.roll_counts.recycled >= announce:
+            emit("recycled", counts=list(w.roll_counts), seq=seq)
+            announce = 0
         if not calls & 255 and _parent_gone(ppid):  # never outlive a test that died
             os._exit(2)
+
+
+def cmd_recycle_crash(path: str, segment_size: int, max_size: int, stage: str) -> None:
+    """Fill a capped queue, then SIGKILL this process inside a recycling, at ``stage``:
+
+    - ``locked``: the victim renamed out of the queue and locked, nothing zeroed yet;
+    - ``zeroing``: half the victim's records zeroed;
+    - ``linked``: the zeroed segment linked in as the next one, before the writer was offered it.
+
+    The writer has no supplier thread and retention checks hourly, so this process's own call of
+    ``recycle_segment`` is the only one; the kill is real (``SIGKILL``), at the chosen point.
+    """
+    import signal
+
+    from chronicle_async import Queue, WriterConfig
+    from chronicle_async.queue import files as F
+
+    w = Queue.open_publisher(path, WriterConfig(segment_size=segment_size, max_segments=2, prepare_ahead=0,
+                                                retention_check_interval=3600.0))
+    seq = w.next_seq
+    while w.segment_id < 4:
+        w.append(type_id_of(seq), payload(seq, payload_size(seq, max_size)))
+        seq += 1
+    victim, target = F.list_segments(path)[0], w.segment_id + 1
+    memset = F._memset
+
+    def die() -> None:
+        emit("dying", stage=stage, victim=victim, target=target, next_seq=seq)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def zero(address: int, n: int) -> None:
+        if stage == "locked":
+            die()
+        memset(address, n // 2)
+        die()
+
+    F._memset = zero
+    if stage == "linked":
+        F.Mapping.retarget = lambda self, p: die()  # called right after the link
+        F._memset = memset
+    F.recycle_segment(path, victim, target, segment_size, w.queue_id, None)
+    fail("recycle_segment returned: the crash point was never reached")
 
 
 def cmd_fill(path: str, count: int, segment_size: int, max_size: int, close: bool = False,
@@ -537,6 +593,7 @@ def cmd_hog(seconds: float) -> None:
 
 
 COMMANDS = {
+    "recycle_crash": cmd_recycle_crash,
     "paced_writer": cmd_paced_writer,
     "hog": cmd_hog,
     "writer": cmd_writer,
