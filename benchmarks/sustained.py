@@ -4,11 +4,14 @@ A jitted writer (as in ``examples/jitted_append.py``) appends ``n`` messages of 
 on ``SEGMENT_FULL``. Each configuration is measured over the whole stream, rolls included, in its
 own fresh queue on /dev/shm (tmpfs: new pages are allocated as segments are made):
 
-- ``no roll``: one 1 GiB segment, pre-faulted at open: the ceiling (the headline figure's setup);
+- ``no roll``: one segment big enough for the whole stream, pre-faulted at open: the ceiling (the
+  headline figure's setup);
 - ``default``: ``Queue.open_publisher(path)`` exactly as a new user opens it (64 MiB segments, the
-  writer's own supplier thread preparing the next segment);
+  writer's own supplier thread preparing the next segment from fresh pages);
 - ``inline rolls``: 64 MiB, ``prepare_ahead=0``: every roll creates and pre-faults its segment;
-- ``bounded``: the default plus ``max_segments=4`` (retention by the writer's housekeeping thread).
+- ``bounded``: the default plus ``max_segments=4``: the supplier recycles the segment the cap retires;
+- ``bounded, recycle=False``: the same cap, each segment deleted and created anew;
+- ``bounded, ControlPlane``: ``max_segments=4`` with ``ControlPlane.manage_writer(w)`` supplying it.
 
 Each row gives msgs/s, the ratio to ``no roll``, the rolls' p50/p99/max and how the rolls found
 their segment (``QueueWriter.roll_counts``: prepared by a supplier, or created inline).
@@ -24,6 +27,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -50,20 +55,35 @@ def _produce(seg, ctl, first, count, payload, t0_ns):
     return count - first
 
 
+NO_ROLL = "no roll (one segment for the stream)"
+PLANE = "bounded, ControlPlane (max_segments=4)"
 CONFIGS = {
-    "no roll (1 GiB segment)": dict(segment_size=1 << 30, prepare_ahead=0),
+    NO_ROLL: dict(prepare_ahead=0),  # segment_size: set by run_one to hold the whole stream
     "default (open_publisher(path))": None,
     "inline rolls (prepare_ahead=0)": dict(prepare_ahead=0),
-    "bounded (max_segments=4)": dict(max_segments=4),
+    "bounded (max_segments=4, recycled)": dict(max_segments=4),
+    "bounded, recycle=False": dict(max_segments=4, recycle=False),
+    PLANE: dict(max_segments=4),
 }
+#: Bytes a 64-byte message takes in a segment: its 32-byte header and payload, padded to 64.
+RECORD_BYTES = 128
 
 
-def run_one(config: dict | None, n: int) -> dict:
+def stream_segment_size(n: int) -> int:
+    """A segment size that holds ``n`` messages with no roll (a multiple of 4096)."""
+    return (n * RECORD_BYTES // 4096 + 64) * 4096
+
+
+def run_one(config: dict | None, n: int, plane: bool = False) -> dict:
+    """One stream of ``n`` messages; ``plane``: a ControlPlane (on its own thread) supplies the writer."""
     root = tempfile.mkdtemp(prefix="chronicle-sustained-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     path = os.path.join(root, "q")
     payload = np.zeros(PAYLOAD, np.uint8)
+    stop_plane = None
     try:
         w = Queue.open_publisher(path) if config is None else Queue.open_publisher(path, WriterConfig(**config))
+        if plane:
+            stop_plane = _plane_for(w)
         with w:
             h = w.hot_handle()
             _produce(h.seg, h.ctl, 0, 1, payload, 0)  # compiled (or loaded) outside the timing
@@ -87,7 +107,12 @@ def run_one(config: dict | None, n: int) -> dict:
                     rolls.append(time.perf_counter() - r0)
             elapsed = time.perf_counter() - t0
             counts = w.roll_counts
+            if stop_plane is not None:
+                stop_plane()
+                stop_plane = None
     finally:
+        if stop_plane is not None:
+            stop_plane()
         shutil.rmtree(root, ignore_errors=True)
     rolls_us = sorted(x * 1e6 for x in rolls)
 
@@ -95,6 +120,7 @@ def run_one(config: dict | None, n: int) -> dict:
         return rolls_us[min(len(rolls_us) - 1, int(p * len(rolls_us)))] if rolls_us else None
 
     return {"msgs_per_s": (n - 1) / elapsed, "rolls": len(rolls), "prepared": counts.prepared, "inline": counts.inline,
+            "recycled": counts.recycled,
             "roll_p50_us": pct(0.5), "roll_p99_us": pct(0.99), "roll_max_us": rolls_us[-1] if rolls_us else None}
 
 
@@ -103,14 +129,47 @@ def _med(values: list) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def _plane_for(w: Any) -> Callable[[], None]:
+    """Start a ControlPlane on its own thread managing ``w``; returns the function that stops it."""
+    import asyncio
+    import threading
+
+    from chronicle_async.control import ControlPlane
+
+    ready = threading.Event()
+    box: dict = {}
+
+    async def main() -> None:
+        async with ControlPlane() as plane:
+            plane.manage_writer(w)
+            box["stop"] = asyncio.Event()
+            box["loop"] = asyncio.get_running_loop()
+            ready.set()
+            await box["stop"].wait()
+            plane.unmanage_writer(w)
+
+    t = threading.Thread(target=lambda: asyncio.run(main()), name="sustained-plane", daemon=True)
+    t.start()
+    if not ready.wait(30):
+        raise RuntimeError("the control plane did not start")
+
+    def stop() -> None:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        t.join(30)
+
+    return stop
+
+
 def run_all(rounds: int, quick: bool) -> list[tuple[str, dict]]:
-    n = 1_000_000 if quick else 5_000_000
+    n = 4_000_000 if quick else 20_000_000
     out = []
     for name, cfg in CONFIGS.items():
+        if name == NO_ROLL:
+            cfg = dict(cfg, segment_size=stream_segment_size(n))
         runs = []
         for i in range(rounds):
             print(f"sustained: {name}, round {i + 1}/{rounds} ...", file=sys.stderr, flush=True)
-            runs.append(run_one(cfg, n))
+            runs.append(run_one(cfg, n, plane=name == PLANE))
         out.append((name, {k: _med([r[k] for r in runs]) for k in runs[0]} | {"n": n}))
     return out
 
@@ -121,11 +180,11 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
     def us(v: float | None) -> str:
         return "-" if v is None else (f"{v / 1000:.1f} ms" if v >= 1000 else f"{v:.1f} µs")
 
-    lines = ["| configuration | msgs/s | × no roll | rolls (prepared / inline) | roll p50 | roll p99 | roll max |",
+    lines = ["| configuration | msgs/s | × no roll | rolls (prepared / inline; recycled) | roll p50 | roll p99 | roll max |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for name, r in rows:
         lines.append(f"| {name} | {r['msgs_per_s'] / 1e6:.1f} M | {r['msgs_per_s'] / base:.2f} | "
-                     f"{r['rolls']:.0f} ({r['prepared']:.0f} / {r['inline']:.0f}) | {us(r['roll_p50_us'])} | "
+                     f"{r['rolls']:.0f} ({r['prepared']:.0f} / {r['inline']:.0f}; {r['recycled']:.0f}) | {us(r['roll_p50_us'])} | "
                      f"{us(r['roll_p99_us'])} | {us(r['roll_max_us'])} |")
     return "\n".join(lines)
 
@@ -133,7 +192,7 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.sustained", description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="1 M messages instead of 5 M")
+    ap.add_argument("--quick", action="store_true", help="4 M messages instead of 20 M")
     args = ap.parse_args(argv)
     rows = run_all(args.rounds, args.quick)
     print(f"Machine: {machine_info()}")

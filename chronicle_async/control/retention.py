@@ -103,6 +103,9 @@ class Retention:
         await run(self._executor, F.remove_orphan_temp_files, w.path)
         if max_bytes is None and max_segments is None:
             return []
+        if w.recycles and w.prepare_ahead:  # leave the segment a roll retires to the supplier, to recycle
+            max_bytes = None if max_bytes is None else max_bytes + w.segment_size
+            max_segments = None if max_segments is None else max_segments + 1
         victims = await run(self._executor, lambda: plan_cleanup(
             w.path, w.segment_id, w.segment_size, max_bytes=max_bytes, max_segments=max_segments))
         deleted: list[int] = []

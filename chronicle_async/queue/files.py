@@ -659,7 +659,8 @@ class Recycled(enum.Enum):
 
 
 def recycle_segment(queue_dir: str, victim_id: int, target_id: int, segment_size: int, queue_id: int,
-                    retired: Mapping | None, *, durable: bool = False) -> tuple[Recycled, Mapping | None]:
+                    retired: Mapping | None, *, durable: bool = False, last_target: int | None = None,
+                    ) -> tuple[Recycled, Mapping | None, int]:
     """Turn retired segment ``victim_id`` into an empty segment ``target_id``, mapped writable.
 
     The order makes every crash safe: the victim is first renamed out of the queue (a temp name no
@@ -667,8 +668,10 @@ def recycle_segment(queue_dir: str, victim_id: int, target_id: int, segment_size
     without waiting (a reader that maps it holds a shared lock: then it is deleted instead), zeroed
     and given the target's header, and only then linked in under the target's name. So a file under
     a segment name never shows the victim's records. ``retired`` is the writer's own mapping of the
-    victim, if it still holds one: reusing it costs a memset, no page faults. Returns how it ended and
-    the target's mapping (None unless DONE; ``retired`` is closed whenever it is not returned).
+    victim, if it still holds one: reusing it costs a memset, no page faults. If the target exists
+    by then (a roll created it), the next ids up to ``last_target`` are tried (the header is
+    rewritten before each link). Returns how it ended, the mapping (None unless DONE; ``retired`` is
+    closed whenever it is not returned) and the id of the segment it became.
     """
     src = segment_path(queue_dir, victim_id)
     final = segment_path(queue_dir, target_id)
@@ -678,13 +681,13 @@ def recycle_segment(queue_dir: str, victim_id: int, target_id: int, segment_size
         try:
             os.rename(src, tmp)
         except FileNotFoundError:
-            return Recycled.GONE, None
+            return Recycled.GONE, None, target_id
         fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != segment_size or not try_lock_exclusive(fd):
                 os.unlink(tmp)
-                return Recycled.DELETED, None
+                return Recycled.DELETED, None, target_id
             if retired is not None and retired.mv is not None and retired.inode == (st.st_dev, st.st_ino):
                 m, retired = retired, None
             else:
@@ -697,22 +700,30 @@ def recycle_segment(queue_dir: str, victim_id: int, target_id: int, segment_size
             unlock(fd)
         finally:
             os.close(fd)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            m.close()
-            m = None
-            return Recycled.TARGET_EXISTS, None
-        except OSError as e:
-            m.close()
-            m = None
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full(final) from None
-            raise
+        while True:
+            try:
+                os.link(tmp, final)
+                break
+            except FileExistsError:
+                if last_target is None or target_id >= last_target:
+                    m.close()
+                    m = None
+                    return Recycled.TARGET_EXISTS, None, target_id
+            except OSError as e:
+                m.close()
+                m = None
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise disk_full(final) from None
+                raise
+            target_id += 1  # a roll made the target meanwhile: become the one after it
+            final = segment_path(queue_dir, target_id)
+            struct.pack_into("<q", m.mv, L.SEG_ID_OFFSET, target_id)
+            if durable:
+                m.flush(0, L.PAGE_SIZE)
         if durable:
             fsync_dir(queue_dir)
         m.retarget(final)
-        return Recycled.DONE, m
+        return Recycled.DONE, m, target_id
     finally:
         if retired is not None:
             retired.close()

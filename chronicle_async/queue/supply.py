@@ -59,8 +59,11 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
     durable = writer.config.durability is not Durability.NONE
     offered = 0
     victims: list[int] | None = None
-    for target in range(head + 1, head + 1 + depth):
+    last = head + depth
+    target = head + 1
+    while target <= last:
         if target in have:
+            target += 1
             continue
         m = None
         if keep:
@@ -68,9 +71,12 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
                 victims = _victims(writer, head)
             while m is None and victims:
                 victim = victims.pop(0)
-                how, m = F.recycle_segment(d, victim, target, size, qid, writer.take_retired(victim), durable=durable)
+                how, m, became = F.recycle_segment(d, victim, target, size, qid, writer.take_retired(victim),
+                                                   durable=durable, last_target=last)
                 if counts is not None:
                     counts.note(how)
+                if m is not None:
+                    target = became
         recycled = m is not None
         if m is None:
             F.create_segment(d, target, size, qid, durable=durable)
@@ -82,6 +88,7 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
         else:
             m.close()
             return offered, 1
+        target += 1
     if keep:  # the caps, exactly: the housekeeper leaves one segment over them for this pass to recycle
         c = writer.config
         deleted = cleanup_segments(d, writer.segment_id, size, max_bytes=c.max_bytes, max_segments=c.max_segments)

@@ -61,7 +61,7 @@ def test_every_message_reads_back_in_order_across_recycled_segments(tmp_path):
                     expect += 1
                 r.commit()
             assert expect == seq[0]
-        assert w.roll_counts.recycled >= 5, w.roll_counts
+        assert w.roll_counts.recycled >= 3, w.roll_counts  # not those the reader still mapped
 
 
 def test_a_segment_an_anonymous_reader_maps_is_deleted_and_never_recycled(tmp_path):
@@ -77,10 +77,10 @@ def test_a_segment_an_anonymous_reader_maps_is_deleted_and_never_recycled(tmp_pa
         assert w.roll_counts.recycled >= 1  # ...while others were recycled
         # ...but segment 0 was deleted, not zeroed under the reader: it reads its messages intact
         expect = 1
-        while r.position[0] == 0 and (m := r.next()) is not None:
+        while (m := r.next()) is not None and r.position[0] == 0:
             assert m.seq == expect and bytes(m.payload) == expect.to_bytes(8, "little") * 100
             expect += 1
-        assert expect > 1
+        assert expect > 100  # all of segment 0 (past it, the reader skips what retention deleted)
         r.close()
 
 
