@@ -27,12 +27,12 @@ import sys
 import time
 from collections import defaultdict
 
-from . import chronicle, control, hotcore, peers, sustained
+from . import chronicle, control, hotcore, iox2, peers, sustained
 from ._harness import Result, format_table, machine_info, median_of
 
 
 def _round(quick: bool) -> list[Result]:
-    return chronicle.run_all(quick=quick) + peers.run_all(quick=quick)
+    return chronicle.run_all(quick=quick) + peers.run_all(quick=quick) + iox2.run_all(quick=quick)
 
 
 def main(argv: list[str] | None = None) -> int:
