@@ -78,6 +78,8 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
                 if m is not None:
                     target = became
         recycled = m is not None
+        if m is None and keep and (offered or have):
+            break  # a recycling writer keeps a stock of one from fresh pages; the rest waits for retired segments
         if m is None:
             F.create_segment(d, target, size, qid, durable=durable)
             m = F.open_segment(d, target, size, qid, writable=True, prefault=writer.config.prefault)
