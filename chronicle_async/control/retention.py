@@ -103,7 +103,7 @@ class Retention:
         await run(self._executor, F.remove_orphan_temp_files, w.path)
         if max_bytes is None and max_segments is None:
             return []
-        if w.recycles and w.prepare_ahead:  # leave the segment a roll retires to the supplier, to recycle
+        if w.recycles and w.supply_pending:  # the supplier is about to recycle the segment the roll retired
             max_bytes = None if max_bytes is None else max_bytes + w.segment_size
             max_segments = None if max_segments is None else max_segments + 1
         victims = await run(self._executor, lambda: plan_cleanup(

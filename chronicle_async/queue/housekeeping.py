@@ -30,9 +30,8 @@ class Housekeeper(threading.Thread):
     the writer's head segment from ``head_segment``. The callables run on this thread and must not
     keep the writer alive: ``closed()`` is True once the writer closed or is gone (the thread then
     ends), ``flush()`` flushes under the writer's I/O lock unless it closed meanwhile, and
-    ``head_segment()`` is None once the writer is gone. ``spare``: segments left over the caps for
-    the writer's supplier to recycle into its next prepared segment (``WriterConfig.recycle``): the
-    supplier takes the one a roll retires, this thread deletes any older backlog.
+    ``head_segment()`` is None once the writer is gone. ``spare()``: segments to leave over the caps
+    for now (1 while the writer's supplier is about to recycle the segment a roll retired).
     """
 
     def __init__(
@@ -47,10 +46,10 @@ class Housekeeper(threading.Thread):
         retention_interval: float,
         max_bytes: int | None,
         max_segments: int | None,
-        spare: int = 0,
         flush: Callable[[], None],
         closed: Callable[[], bool],
         head_segment: Callable[[], int | None],
+        spare: Callable[[], int] | None = None,
     ):
         super().__init__(name=f"chronicle-housekeeper:{queue_dir}", daemon=True)
         self._path = queue_dir
@@ -61,9 +60,9 @@ class Housekeeper(threading.Thread):
         self._flush_fn = flush
         self._writer_closed = closed
         self._head_segment = head_segment
+        self._spare = spare
         self._max_bytes = max_bytes
         self._max_segments = max_segments
-        self._spare = spare
         self._heartbeat = heartbeat_interval
         self._flush = flush_interval
         caps = max_bytes is not None or max_segments is not None
@@ -117,7 +116,8 @@ class Housekeeper(threading.Thread):
         head = self._head_segment()
         if head is None:  # the writer is gone: the next tick ends the thread
             return
-        spare, mb, ms = self._spare, self._max_bytes, self._max_segments
+        spare = self._spare() if self._spare is not None else 0
+        mb, ms = self._max_bytes, self._max_segments
         cleanup_segments(
             self._path, head, self._segment_size,
             max_bytes=None if mb is None else mb + spare * self._segment_size,

@@ -24,6 +24,7 @@ import weakref
 from typing import Any
 
 from . import files as F
+from .._errors import ChronicleError
 from .config import Durability
 from .retention import cleanup_segments, plan_cleanup
 
@@ -48,6 +49,13 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
     given, adds up how each segment was made.
     """
     try:
+        return _prepare(writer, counts)
+    finally:
+        writer.supply_done()  # even on failure: retention must not keep waiting for this pass
+
+
+def _prepare(writer: Any, counts: "SupplyCounts | None") -> tuple[int, int]:
+    try:
         keep = (writer.retained_segments or 0) + 1 if writer.recycles else 0
         writer.release_retired(keep)
         head = writer.segment_id
@@ -68,7 +76,11 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
         m = None
         if keep:
             if victims is None:
-                victims = _victims(writer, head)
+                try:
+                    victims = _victims(writer, head)
+                except (ChronicleError, OSError) as e:  # cannot tell what readers need: create anew
+                    log.warning("%s: not recycling (%s); creating segment %d anew", d, e, target)
+                    victims = []
             while m is None and victims:
                 victim = victims.pop(0)
                 how, m, became = F.recycle_segment(d, victim, target, size, qid, writer.take_retired(victim),
@@ -91,16 +103,20 @@ def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int
             m.close()
             return offered, 1
         target += 1
-    if keep:  # the caps, exactly: the housekeeper leaves one segment over them for this pass to recycle
+    if keep:  # the caps, now: a backlog older than the victims (a reader let go of it) goes too
         c = writer.config
-        deleted = cleanup_segments(d, writer.segment_id, size, max_bytes=c.max_bytes, max_segments=c.max_segments)
+        try:
+            deleted = cleanup_segments(d, writer.segment_id, size, max_bytes=c.max_bytes, max_segments=c.max_segments)
+        except (ChronicleError, OSError):
+            deleted = []  # retention itself (the housekeeper or a plane) reports why, once per pass
         if counts is not None:
             counts.deleted += len(deleted)
     return offered, 0
 
 
 def _victims(writer: Any, head: int) -> list[int]:
-    """The segments the writer's caps retire now, oldest first (none a live named reader needs)."""
+    """The segments the writer's caps retire now, oldest first (none a live named reader needs, never
+    the head). Retention leaves them to this pass while ``writer.supply_pending`` says it is due."""
     c = writer.config
     return plan_cleanup(writer.path, head, writer.segment_size, max_bytes=c.max_bytes, max_segments=c.max_segments)
 

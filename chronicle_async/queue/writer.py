@@ -158,6 +158,7 @@ class QueueWriter:
         self._rolls_inline = 0
         self._rolls_recycled = 0
         self._recycled_ids: set[int] = set()  # prepared segments that are recycled ones (for roll_counts)
+        self._supply_pending = False  # a roll asked the supplier for segments; its pass is not done
         try:
             self._open()
         except BaseException:
@@ -242,14 +243,17 @@ class QueueWriter:
             w = ref()
             return None if w is None else w.segment_id
 
+        def spare() -> int:
+            w = ref()
+            return 1 if w is not None and w.recycles and w.supply_pending else 0
+
         return Housekeeper(
             self._path, self._queue_id, self._segment_size, self._ctl.q[hb : hb + 1],
             heartbeat_interval=cfg.heartbeat_interval,
             flush_interval=cfg.flush_interval if cfg.durability is Durability.ASYNC else None,
             retention_interval=cfg.retention_check_interval,
             max_bytes=cfg.max_bytes, max_segments=cfg.max_segments,
-            spare=1 if self.recycles and cfg.prepare_ahead != 0 else 0,
-            flush=flush, closed=closed, head_segment=head_segment,
+            flush=flush, closed=closed, head_segment=head_segment, spare=spare,
         )
 
     def _recover(self) -> None:
@@ -518,6 +522,7 @@ class QueueWriter:
                 old.close()
                 self.release_retired()
             if on_roll is not None and (inline or len(self._prepared) <= self._notify_below):
+                self._supply_pending = True
                 on_roll(new_id)
             return new_id
 
@@ -630,6 +635,17 @@ class QueueWriter:
         a retention cap (``max_bytes`` or ``max_segments``) are both set."""
         c = self._config
         return c.recycle and (c.max_bytes is not None or c.max_segments is not None)
+
+    @property
+    def supply_pending(self) -> bool:
+        """True from a roll that asked the supplier for segments until its pass is done
+        (:meth:`supply_done`). Meanwhile retention leaves one segment over the caps: the one the
+        supplier is about to recycle (``WriterConfig.recycle``). Any thread."""
+        return self._supply_pending
+
+    def supply_done(self) -> None:
+        """The supplier's pass is done (the supplier calls this, on its own thread)."""
+        self._supply_pending = False
 
     @property
     def retained_segments(self) -> int | None:

@@ -135,6 +135,7 @@ def test_the_supplier_unmaps_the_segments_the_writer_left_and_retention_deleted(
         for _ in range(40):
             fill_segment(w)
         wait_for(lambda: len(list_segments(path)) <= 3 + w.prepare_ahead, "retention to apply the cap")
+        wait_for(lambda: w.segment_id + 1 in w.prepared_segments, "the supplier's pass after the last roll")
         with open("/proc/self/maps") as f:
             maps = [line for line in f if path in line and ".seg" in line]
         deleted = [line for line in maps if "(deleted)" in line]
