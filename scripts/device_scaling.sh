@@ -6,7 +6,8 @@
 #    system site-packages, with the repository on PYTHONPATH);
 # 2. runs `python -m benchmarks.scaling --rounds 3 --max-k 15`, with a time budget so that no
 #    new k starts when the rest could overrun (those k are listed as skipped), under a hard
-#    `timeout` that leaves the whole script inside 9 minutes.
+#    `timeout` that leaves the whole script inside 9 minutes. SCALING_ARGS (e.g. "--n 20000
+#    --max-k 3", for a dry run) is appended to the command line.
 set -euo pipefail
 START=$SECONDS
 LIMIT_S=${LIMIT_S:-530}          # hard limit for the whole script
@@ -44,7 +45,7 @@ BUDGET=$((HARD - 150))              # the last k started (3 rounds at k = 15) fi
 REPORT=$(mktemp /tmp/chronicle-scaling-XXXXXX.md)
 echo "device_scaling: $PY, $(nproc) CPUs, budget ${BUDGET}s, hard limit ${HARD}s" >&2
 timeout --kill-after=10 "$HARD" "$PY" -m benchmarks.scaling --rounds 3 --max-k 15 ${N_ARGS[@]+"${N_ARGS[@]}"} \
-  --budget-s "$BUDGET" --out "$REPORT"
+  --budget-s "$BUDGET" --out "$REPORT" ${SCALING_ARGS:-}
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
   cp "$REPORT" "$OUT/scaling.md"
