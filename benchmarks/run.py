@@ -4,6 +4,7 @@
     python -m benchmarks.run --hotcore [--rounds 3] [--quick] [--out results.md]
     python -m benchmarks.run --control [--rounds 3] [--quick] [--out results.md]
     python -m benchmarks.run --sustained [--rounds 3] [--quick]
+    python -m benchmarks.run --scaling [--rounds 3] [--quick] [--out results.md]
 
 Every round measures chronicle_async and the peers (multiprocessing.Queue,
 os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
@@ -18,6 +19,10 @@ them after the transport rounds of the full run (``make bench`` leaves them out)
 latency with and without prealloc, a writer's latency while retention deletes
 segments, discovery of a new queue, ``async for`` one-way latency; about a
 minute with 3 rounds).
+
+``--scaling`` runs only the scaling figures (``benchmarks/scaling.py``: fan-out to k
+HotLoop reader processes beside pyzmq PUB/SUB, fan-in from w writer processes; k and w
+from 1 to nproc - 1, at least 2).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import sys
 import time
 from collections import defaultdict
 
-from . import chronicle, control, hotcore, iox2, peers, sustained
+from . import chronicle, control, hotcore, iox2, peers, scaling, sustained
 from ._harness import Result, format_table, machine_info, median_of
 
 
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", action="store_true", help="run only the control-plane figures (benchmarks/control.py)")
     ap.add_argument("--sustained", action="store_true",
                     help="run only the sustained-rate figures across rolls (benchmarks/sustained.py)")
+    ap.add_argument("--scaling", action="store_true",
+                    help="run only the fan-out / fan-in scaling figures (benchmarks/scaling.py)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
     if args.hotcore:
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return _control_only(args)
     if args.sustained:
         return sustained.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else []))
+    if args.scaling:
+        return scaling.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
+                            + (["--out", args.out] if args.out else []))
     by_name: dict[tuple[str, str], list[Result]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     t0 = time.time()
