@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import time
 from multiprocessing.synchronize import Event
@@ -49,6 +50,7 @@ from chronicle_async.hot.atomics import load_plain_i64
 from chronicle_async.hot.clock import rdtsc, read_tsc, tsc_per_ns
 from chronicle_async.hot.layout import PAGE_SIZE, record_length
 
+from . import iox2
 from ._harness import _fmt_rate, _markdown, machine_info, pin, spawn_ctx
 from ._scaling_zmq import await_events, zmq_fanout_once
 from .chronicle import SHM, _open_reader_when_ready, _queue_dir
@@ -59,6 +61,8 @@ from .sustained import PAYLOAD, _produce
 NCPU = os.cpu_count() or 1
 N_DEFAULT = 1_000_000
 N_QUICK = 100_000
+#: iceoryx2's fan-out rows send at most this many messages (its Python publisher runs at ~0.5 M/s).
+IOX2_N = 200_000
 
 # fan-out handler state: [count, next expected seq, bad, tsc at the first message, tsc at count == target, target]
 _COUNT, _NEXT, _BAD, _FIRST, _LAST, _TARGET = range(6)
@@ -271,7 +275,7 @@ def sweep(ks: list[int], n: int, rounds: int, budget_s: float | None = None, zmq
         if budget_s is not None and out["rows"] and time.monotonic() - t_start > budget_s:
             out["skipped"].append(k)
             continue
-        fo, zo, fi = [], [], []
+        fo, zo, io, fi = [], [], [], []
         for r in range(rounds):
             if progress:
                 print(f"scaling: k={k} round {r + 1}/{rounds} ({time.monotonic() - t_start:.0f} s)", file=sys.stderr, flush=True)
@@ -279,11 +283,14 @@ def sweep(ks: list[int], n: int, rounds: int, budget_s: float | None = None, zmq
             if zmq:
                 pub_cpu, sub_cpus, _ = placement(k)
                 zo.append(zmq_fanout_once(k, n, PAYLOAD, pub_cpu, sub_cpus, child_timeout(n)))
+            if iox2.available():
+                io.append(iox2.fanout_throughput(k, n=min(n, IOX2_N)).msgs_per_s)
             fi.append(fanin_once(k, n, per_ns))
         for x in fo + fi:
             out["pin_errors"].update(x["pin_errors"])
         out["rows"].append({"k": k, "oversubscribed": placement(k)[2], "fanout": _medians(fo),
-                            "zmq": _medians(zo) if zo else None, "fanin": _medians(fi)})
+                            "zmq": _medians(zo) if zo else None, "fanin": _medians(fi),
+                            "iox2": statistics.median(io) if io else None})
     out["rows"].sort(key=lambda row: row["k"])
     out["skipped"].sort()
     out["seconds"] = time.monotonic() - t_start
@@ -325,14 +332,16 @@ def format_report(res: dict[str, Any]) -> str:
     """Two markdown tables (fan-out beside pyzmq, fan-in) and the notes that go with them."""
     r = _fmt_rate
     head = ["k readers", "placement", "chronicle aggregate", "chronicle slowest reader", "chronicle writer",
-            "pyzmq aggregate", "pyzmq slowest sub", "pyzmq publisher", "pyzmq drops", "aggregate vs pyzmq"]
+            "pyzmq aggregate", "pyzmq slowest sub", "pyzmq publisher", "pyzmq drops", "aggregate vs pyzmq",
+            "iceoryx2 aggregate"]
     rows = []
     for row in res["rows"]:
         f, z = row["fanout"], row["zmq"]
         zc = [r(z["aggregate"]), r(z["slowest"]), r(z["writer"]), f"{z['drops']:.0f}",
               f"×{f['aggregate'] / z['aggregate']:.1f}" if z["aggregate"] else "—"] if z else ["—"] * 5
         rows.append([str(row["k"]), _placement_text(row["k"], row["oversubscribed"]),
-                     r(f["aggregate"]), r(f["slowest"]), r(f["writer"]), *zc])
+                     r(f["aggregate"]), r(f["slowest"]), r(f["writer"]), *zc,
+                     r(row["iox2"]) if row.get("iox2") else "—"])
     head_in = ["w writers", "placement", "fan-in aggregate", "slowest writer"]
     rows_in = [[str(row["k"]), _placement_text(row["k"], row["oversubscribed"]), r(row["fanin"]["aggregate"]),
                 r(row["fanin"]["slowest_writer"])] for row in res["rows"]]
@@ -350,6 +359,9 @@ def format_report(res: dict[str, Any]) -> str:
         "writer's append time. Chronicle timed with the TSC, pyzmq with CLOCK_MONOTONIC.",
         "- pyzmq: PUB/SUB over ipc://, SNDHWM = RCVHWM = 0 (unbounded, so drops mean a lost message, "
         "counted honestly), Python recv() loop per subscriber checking the seq in bytes 0..7.",
+        f"- iceoryx2 ({'installed' if iox2.available() else 'not installed'}): one publisher to k Python "
+        f"subscribers, {IOX2_N:,} messages at most (benchmarks/iox2.py, no message lost: the publisher "
+        "waits on a full subscriber buffer); shared memory, not persisted.",
         "- No roll in any timed stream: each queue is one pre-faulted segment sized for all messages "
         f"({segment_for(n) >> 20} MiB, prepare_ahead=0); fan-out rolls seen: "
         f"{sum(row['fanout']['rolls'] for row in res['rows']):.0f}, fan-in: "
