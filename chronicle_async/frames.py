@@ -9,7 +9,9 @@ DataFrame indexed by seq, with a ``time`` column (``datetime64[ns, UTC]``).
 looks at first; :func:`read_array_async` and :func:`read_dataframe_async` read in
 a worker thread so a notebook's event loop never blocks.
 
-Reading uses an anonymous reader: it takes no lock, creates no file and never
+Reading uses an anonymous reader: it takes no writer or reader lock (only the
+shared lock every reader holds on the segment it maps, which keeps the writer from
+recycling that segment under it), creates no file and never
 commits, so it is safe beside a live writer and named readers. It reads what is
 committed when it reaches the tail and stops there (a snapshot); messages
 appended while it reads are included if it gets to them before stopping.
@@ -279,7 +281,7 @@ def read_array(
     first seq that is not); select one layout with ``type_ids`` (an int or ints).
     ``limit`` caps how many messages are returned.
 
-    Opens an anonymous reader: no lock, no file created, nothing committed. ``progress``:
+    Opens an anonymous reader: no writer or reader lock, no file created, nothing committed. ``progress``:
     a line on stderr while a read lasts over a second (None: only if stderr is a terminal).
 
     Raises ``QueueNotFoundError`` if ``path`` holds no queue, ``ArgumentTypeError`` /

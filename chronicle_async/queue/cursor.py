@@ -188,7 +188,7 @@ class ReaderCursor:
         self.seg_mv = m.mv
         self.seg_checks_header = F.segment_version(m) >= _HEADER_CK  # verify: the checksum covers the header
         if old is not None:
-            old.close()
+            F.close_later(old)  # the unmap costs milliseconds for a large segment: off this thread
         return True
 
     def set_position(self, offset: int, next_seq: int) -> None:

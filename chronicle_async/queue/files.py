@@ -29,7 +29,7 @@ from .._errors import (
     UnsupportedVersionError,
 )
 from .fences import TSO
-from .lock import try_lock_exclusive, try_lock_shared, unlock
+from .ofd import try_lock_exclusive, try_lock_shared, unlock
 from ..hot import layout as L
 
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
@@ -154,6 +154,60 @@ def _release_unviewed() -> None:
         except ValueError:
             continue
         os.close(item[1])
+
+
+_MADV_DONTNEED = 4
+
+
+class _Unmapper:
+    """One daemon thread per process that closes reader mappings handed to :func:`close_later`.
+
+    Unmapping a 64 MiB segment whose pages a reader touched costs milliseconds of page-table
+    teardown, and ``mmap.close`` holds the GIL through it, so done by the reader at a segment end
+    it stalls the reader (and every other Python thread). This thread first drops the mapping's
+    page-table entries with ``madvise(MADV_DONTNEED)`` through ctypes, GIL released (the file's
+    pages stay in the page cache; a payload view still held re-faults them), then closes it (now
+    cheap), which also drops the reader's segment use lock. Started on first use, again in a
+    forked child.
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._q: "queue.SimpleQueue[Mapping]" = queue.SimpleQueue()
+        self._pid = -1
+
+    def put(self, m: Mapping) -> None:
+        if self._pid != os.getpid():
+            import threading
+
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="chronicle-unmapper", daemon=True).start()
+        self._q.put(m)
+
+    def _run(self) -> None:
+        while True:
+            m = self._q.get()
+            try:
+                arr = m.arr
+                if arr is not None and _madvise is not None:
+                    _madvise(arr.ctypes.data, m.length, _MADV_DONTNEED)
+                del arr
+                m.close()
+            except Exception:  # never let a close kill the thread; the GC unmaps what is left
+                pass
+
+
+_unmapper = _Unmapper()
+
+
+def close_later(m: Mapping) -> None:
+    """Close a read-only mapping on the process's unmapper thread, off the caller's (a reader at a
+    segment end). Its shared segment lock is held until then."""
+    if m.writable:
+        m.close()
+    else:
+        _unmapper.put(m)
 
 
 class _ReleaseStoreView:

@@ -23,19 +23,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 import weakref
 
 from . import fork as _fork
+from .ofd import F_OFD_GETLK as _F_OFD_GETLK, F_OFD_SETLK as _F_OFD_SETLK, FLOCK as _FLOCK
 from .._errors import QueuePermissionError
 
-# struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
-_FLOCK = struct.Struct("hhxxxxqqixxxx")
-_F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
-_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
-
 _held: "weakref.WeakSet[FileLock]" = weakref.WeakSet()
-
 
 
 def process_start_time(pid: int) -> int | None:
@@ -199,42 +193,3 @@ def writer_lock_held(queue_dir: str, pid: int, state: int) -> bool:
     if held is None:
         return state == L.WRITER_STATE_OPEN and pid_alive(pid)
     return held
-
-
-# -- segment use locks: a reader's mapping against the writer's recycling -------------------------
-#
-# A reader holds a shared OFD lock on each segment it maps, for as long as it maps it; the writer's
-# supplier recycles a retired segment only after renaming it out of the queue and taking an exclusive
-# lock on it without waiting. So a segment some reader still maps is never zeroed under it (the
-# supplier deletes it instead, and the reader keeps its inode, as with plain retention).
-
-def try_lock_shared(fd: int) -> bool | None:
-    """Take a shared OFD lock on ``fd`` without waiting: True if taken, False if an exclusive lock is
-    held (the segment is being recycled), None if the file system has no OFD locks."""
-    return _try_lock(fd, fcntl.F_RDLCK)
-
-
-def try_lock_exclusive(fd: int) -> bool | None:
-    """Take an exclusive OFD lock on ``fd`` without waiting: True if taken, False if anyone holds a
-    lock on the file (a reader maps it), None if the file system has no OFD locks."""
-    return _try_lock(fd, fcntl.F_WRLCK)
-
-
-def unlock(fd: int) -> None:
-    """Drop this descriptor's OFD lock (closing the last descriptor of it does the same)."""
-    try:
-        fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0))
-    except OSError:
-        pass
-
-
-def _try_lock(fd: int, kind: int) -> bool | None:
-    try:
-        fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0))
-        return True
-    except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        if e.errno in (errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            return None
-        raise

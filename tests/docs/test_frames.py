@@ -304,7 +304,7 @@ def test_a_malformed_record_is_a_corrupt_segment_error(queue_dir):
 # -- an anonymous reader beside a live writer -------------------------------------------------
 
 
-def test_reading_creates_no_file_takes_no_lock_and_commits_nothing(queue_dir, monkeypatch):
+def test_reading_creates_no_file_takes_only_shared_segment_locks_and_commits_nothing(queue_dir, monkeypatch):
     a, ts = ticks(1_000)
     write(queue_dir, a, ts)
     with Queue.open_subscriber(queue_dir, "named", "earliest") as named:  # a named reader's file exists
@@ -315,9 +315,12 @@ def test_reading_creates_no_file_takes_no_lock_and_commits_nothing(queue_dir, mo
     pos = (queue_dir / "readers" / "named.pos").read_bytes()
     calls = []
 
+    from chronicle_async.queue.ofd import FLOCK, F_OFD_SETLK
+
     def spy(name, real):
         def f(*args, **kw):
-            calls.append(name)
+            kind = FLOCK.unpack(args[2])[0] if name == "fcntl" and args[1] == F_OFD_SETLK else None
+            calls.append((name, kind))
             return real(*args, **kw)
         return f
 
@@ -326,7 +329,9 @@ def test_reading_creates_no_file_takes_no_lock_and_commits_nothing(queue_dir, mo
     fr.read_array(queue_dir, dtype=TICK)
     fr.read_array(queue_dir, 5, 50)
     fr.read_array(queue_dir, ts[3], ts[900], by="time", dtype=TICK)
-    assert calls == []
+    # only the shared segment use lock every reader holds on the segment it maps (docs/format.md,
+    # "Locks"): never the writer's or a reader's exclusive lock
+    assert calls and {c for c in calls} == {("fcntl", fcntl.F_RDLCK)}
     assert tree(queue_dir) == before
     assert (queue_dir / "readers" / "named.pos").read_bytes() == pos
     with Queue.open_subscriber(queue_dir, "named") as named:  # its committed position is untouched
