@@ -69,7 +69,7 @@ _ELSEWHERE = {
     "plot_interarrival": "frames", "plot_latency": "frames", "read_array": "frames", "read_array_async": "frames",
     "read_dataframe": "frames", "read_dataframe_async": "frames",
     "Backoff": "loop", "BusySpin": "loop", "FanInReader": "loop", "HotLogRecord": "loop", "HotLoop": "loop",
-    "Park": "loop", "SpscRing": "loop",
+    "Park": "loop", "SegmentCrossings": "loop", "SpscRing": "loop",
 }
 
 

@@ -44,13 +44,17 @@ class ControlPlane:
       orphaned temp files;
     - **log drain** (when ``hot_loop`` is given): the hot loop's log ring to
       ``log_target`` (a ``logging.Logger``, default ``chronicle_async.hot``, or a file path);
+    - **map ahead** (when ``hot_loop`` is given): every ``log_interval``, on the I/O
+      executor, maps each source's next segment once it exists
+      (:meth:`HotLoop.map_ahead`), so the hot thread crosses segment ends inside its cycle;
     - **discovery** (:meth:`discover`): new queues under a bus root, found through
       inotify and handed to ``hot_loop``.
 
     Blocking file work never runs on the event loop. A worker that fails is
     logged, kept in :attr:`failures` and restarted with back-off; it never takes
     the hot thread down. The plane talks to the hot thread only through its
-    rings, as their single producer (commands) and consumer (log).
+    rings, as their single producer (commands) and consumer (log), and through the one
+    source-table word that offers a segment mapped ahead.
 
     Use it from the event loop's thread. It runs on any asyncio loop; :func:`run`
     starts uvloop when it is installed.
@@ -109,7 +113,15 @@ class ControlPlane:
         if self.hot_loop is not None:
             self.log_drain = LogDrain(self.hot_loop, self._log_target, interval=self._log_interval)
             self.start_worker("log-drain", self.log_drain.run)
+            self.start_worker("map-ahead", self._map_ahead)
         return self
+
+    async def _map_ahead(self) -> None:
+        """The map-ahead worker: file work (open, lock, mmap) off the event loop, never on the hot thread."""
+        hot = self.hot_loop
+        while True:
+            await self._loop.run_in_executor(self._io_executor, hot.map_ahead)
+            await asyncio.sleep(self._log_interval)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

@@ -7,7 +7,7 @@ flags below are the only ones in force: ``nogil`` (kernels never hold the GIL),
 
 numba's cache does not notice edits to intrinsics that live in another module,
 so the cache folder is keyed by :data:`KERNEL_ABI`; bump it whenever
-``atomics.py`` or ``layout.py`` changes in a way that alters generated code.
+``atomics.py``, ``layout.py`` or ``tables.py`` changes in a way that alters generated code.
 The environment variable ``CHRONICLE_ASYNC_NO_CACHE=1`` turns caching off.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pathlib
 import tempfile
 
 #: Bump when intrinsics or layout constants change, so stale cached machine code is never reused.
-KERNEL_ABI = "12"
+KERNEL_ABI = "13"
 
 _cache_env = os.environ.get("CHRONICLE_ASYNC_NO_CACHE", "") not in ("1", "true", "yes")
 

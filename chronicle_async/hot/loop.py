@@ -11,7 +11,9 @@ type). Each pass:
    every queue at once).
 
 The steady state never leaves ``run``: no syscall, lock, allocation or Python
-object per message. It returns a ``EXIT_*`` code only for a rare event the
+object per message. At a segment's end marker, a source whose next segment the
+Python side mapped ahead (``SRC_NEXT_SEG_ADDR``) switches to it in place;
+otherwise ``run`` returns. It returns a ``EXIT_*`` code only for a rare event the
 Python side must handle (a segment to map, a writer to roll, an error, stop).
 Sources' positions live in the source table, written after each handled
 message, so returning and re-entering loses nothing.
@@ -56,7 +58,7 @@ YIELD = 1
 EXIT_STOPPED = 0  # a STOP command: every source's position was committed
 EXIT_ONCE = 1  # the single pass asked for (``once``) is done
 EXIT_YIELD = 2  # the handler returned YIELD
-EXIT_NEED_SEGMENT = 3  # source LOOP_EXIT_SLOT reached a segment end: map the next, re-enter
+EXIT_NEED_SEGMENT = 3  # source LOOP_EXIT_SLOT reached a segment end not mapped ahead: map the next, re-enter
 EXIT_NEED_ROLL = 4  # an output is (nearly) full: roll its writer, re-enter
 EXIT_HANDLER_ERROR = 5  # LOOP_ERROR holds the handler's result; the message was not consumed
 EXIT_CORRUPT = 6  # source LOOP_EXIT_SLOT has a malformed record (LOOP_ERROR = status.CORRUPT)
@@ -316,6 +318,19 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
                 code, nxt, seq, ts, t, poff, n = read_next_at(seg, size, off)
                 if code == status.NO_DATA:
                     break
+                if code == status.END_OF_SEGMENT:
+                    ahead = load_acquire_i64_at(_row_addr(sources, i, T.SRC_NEXT_SEG_ADDR))
+                    if ahead != 0:  # the next segment was mapped ahead: switch to it without leaving
+                        seg = ahead
+                        off = L.SEGMENT_DATA_OFFSET
+                        sources[i, T.SRC_SEG_ADDR] = seg
+                        sources[i, T.SRC_SEG_ID] += 1
+                        sources[i, T.SRC_OFFSET] = off
+                        sources[i, T.SRC_UNCOMMITTED] += 1
+                        loop[T.LOOP_SEGMENT_SWITCHES] += 1
+                        # cleared last: the Python side, seeing 0, sees the switched segment fields
+                        store_release_i64_at(_row_addr(sources, i, T.SRC_NEXT_SEG_ADDR), 0)
+                        continue
                 if code != 0:  # a segment end (map the next one) or a malformed record
                     sources[i, T.SRC_OFFSET] = nxt
                     if commit_every > 0:
@@ -370,6 +385,22 @@ def run(handler, state, sources, outputs, params, cmd_ring, log_ring, loop, idle
 def py_commit_source(sources, i, loop):
     """``commit_source`` for the Python side (a stopped loop, or the Python-callback mode)."""
     commit_source(sources, i, loop)
+
+
+@kernel
+def py_next_segment(sources, i):
+    """``(next segment address, segment id)`` of a source row, for the Python side mapping ahead
+    while the hot thread may run: the address is loaded first, with acquire order, so when it is 0
+    the segment id is the one the hot thread switched to (it clears the address last)."""
+    ahead = load_acquire_i64_at(_row_addr(sources, i, T.SRC_NEXT_SEG_ADDR))
+    return ahead, sources[i, T.SRC_SEG_ID]
+
+
+@kernel
+def py_offer_next_segment(sources, i, address):
+    """Publish (release) the address of the segment mapped ahead for source ``i``; the hot thread
+    switches to it at the end marker. Only while the row's address is 0."""
+    store_release_i64_at(_row_addr(sources, i, T.SRC_NEXT_SEG_ADDR), address)
 
 
 @kernel

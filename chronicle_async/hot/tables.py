@@ -40,7 +40,10 @@ SRC_UNCOMMITTED = 12  # messages handled since the last position commit
 SRC_CAN_PARK = 13  # 1 if the control mapping is writable (futex registration possible)
 SRC_VERIFY = 14  # 0: deliver as read; else SRC_VERIFY_ON | the SRC_VERIFY_* bits of the seq rule
 SRC_DAMAGED = 15  # records skipped as damaged (verify on): a checksum or seq-order failure
-SRC_FIELDS = 16
+SRC_NEXT_SEG_ADDR = 16  # address of segment SRC_SEG_ID + 1 mapped ahead by the Python side, 0 if none:
+#                         offered (release) by the Python side only while 0; taken and cleared
+#                         (release, after the SEG_* fields) by the hot thread at the end marker
+SRC_FIELDS = 24  # rows stay a multiple of 64 bytes
 SRC_VERIFY_ON = 1
 SRC_VERIFY_MAY_JUMP = 2  # the next seq may be later than expected (padding, a segment change, a damaged record)
 SRC_VERIFY_ANY_SEQ = 4  # a new position: the first intact record sets the seq order
@@ -72,6 +75,8 @@ LOOP_CLOCK_NS_PER_TICK_F64 = 10  # nanoseconds per counter tick, as the bits of 
 LOOP_BATCH = 11  # most messages read from one source per pass (fairness between sources)
 LOOP_MAX_COMMANDS = 12  # most commands drained per pass
 LOOP_COMMIT_EVERY = 13  # commit a source's position after this many messages, and at each burst's end; 0 = never
+LOOP_SEGMENT_SWITCHES = 14  # segment ends crossed inside the cycle, into a segment mapped ahead (SRC_NEXT_SEG_ADDR)
+LOOP_SEGMENT_EXITS = 15  # segment ends crossed by leaving the cycle (EXIT_NEED_SEGMENT; counted by the Python side)
 LOOP_PARK_OUTCOMES = 16  # 16 .. 16 + idle.PARK_OUTCOMES - 1: parks counted by how they ended (idle.PARK_*)
 LOOP_FIELDS = 24
 LOOP_IDLE = 0

@@ -15,7 +15,8 @@ from ..queue.ring import SpscRing as SpscRing
 from .fanin import FanInReader as FanInReader
 from .hotloop import HotLogRecord as HotLogRecord
 from .hotloop import HotLoop as HotLoop
+from .hotloop import SegmentCrossings as SegmentCrossings
 
-__all__ = ["Backoff", "BusySpin", "FanInReader", "HotLogRecord", "HotLoop", "Park", "SpscRing"]
+__all__ = ["Backoff", "BusySpin", "FanInReader", "HotLogRecord", "HotLoop", "Park", "SegmentCrossings", "SpscRing"]
 
 _claim(__name__, globals(), __all__)  # tracebacks and docs show the one public path

@@ -67,6 +67,14 @@ class HotLogRecord(NamedTuple):
     args: tuple[int, int, int, int]
 
 
+class SegmentCrossings(NamedTuple):
+    """Segment ends a HotLoop's sources crossed: ``in_cycle`` inside the jitted cycle, into a
+    segment mapped ahead; ``by_exit`` by leaving the cycle to map the next segment (the GIL)."""
+
+    in_cycle: int
+    by_exit: int
+
+
 def _clock_calibration() -> tuple[int, int, float]:
     """(realtime ns, counter ticks, ns per tick), measured once per process (0.1 s)."""
     global _calibration
@@ -259,6 +267,8 @@ class HotLoop:
             slot = self._free.pop()
             row = self._sources[slot]
             row[:] = 0
+            if self._jitted:
+                cursor.map_ahead()  # the hot thread switches to it at the end marker
             cursor.to_row(row, generation=True, new_position=True)
             row[T.SRC_SOURCE_ID] = slot if source is None else source
             self._readers[slot] = reader
@@ -269,6 +279,7 @@ class HotLoop:
                 except BaseException:
                     del self._readers[slot]
                     cursor.owner = None
+                    cursor.drop_ahead()
                     self._free.append(slot)
                     raise
             else:
@@ -314,6 +325,7 @@ class HotLoop:
             K.py_commit_source(self._sources, slot, self._loop)
         reader = self._sync_reader(slot)
         reader.cursor.owner = None
+        reader.cursor.drop_ahead()
         del self._readers[slot]
         self._disconnected.pop(slot, None)
         row[:] = 0
@@ -325,6 +337,37 @@ class HotLoop:
             if self._sources[slot, T.SRC_SOURCE_ID] == source:
                 return slot
         raise InvalidArgumentError(f"this HotLoop has no reader with source id {source!r}")
+
+    def map_ahead(self) -> int:
+        """Map each source's next segment ahead, if its file exists, so that the hot thread crosses
+        the segment end inside the jitted cycle; returns how many sources have one mapped ahead.
+
+        The control side's step (a :class:`ControlPlane` given this loop calls it every
+        ``log_interval``, off the event loop); safe from any thread while the loop runs, and done
+        by the loop itself whenever it leaves the cycle. First, a source the hot thread switched
+        to its segment mapped ahead hands that mapping to its reader, which unmaps the old one.
+        Only for a jitted handler (the Python-callback mode leaves the cycle at each end).
+        """
+        if self._closed or not self._jitted:
+            return 0
+        with self._lock:
+            return self._map_ahead()
+
+    def _map_ahead(self) -> int:
+        n = 0
+        for slot, reader in self._readers.items():
+            if slot in self._disconnected or K.py_source_state(self._sources, slot) != T.SRC_ACTIVE:
+                continue
+            ahead, seg_id = K.py_next_segment(self._sources, slot)
+            if ahead == 0:  # not offered, or taken: then the row's segment is final until we offer
+                cursor = reader.cursor
+                cursor.follow_row(self._sources[slot])
+                if cursor.segment_id == seg_id:
+                    ahead = cursor.map_ahead()
+                    if ahead != 0:
+                        K.py_offer_next_segment(self._sources, slot, ahead)
+            n += ahead != 0
+        return n
 
     @property
     def sources(self) -> dict[int, QueueReader]:
@@ -467,6 +510,12 @@ class HotLoop:
             self._deliver()
         if code == K.EXIT_STOPPED:
             return False
+        self._handle_exit(code)
+        if self._jitted:
+            self._map_ahead()  # out of the cycle anyway: map the segments after the current ones
+        return True
+
+    def _handle_exit(self, code: int) -> None:
         if code == K.EXIT_NEED_SEGMENT:
             self._advance(int(self._loop[T.LOOP_EXIT_SLOT]))
         elif code == K.EXIT_NEED_ROLL:
@@ -485,7 +534,7 @@ class HotLoop:
             r = self._readers[slot]
             if r.verify:
                 self._skip_damaged(slot, "malformed" if code == K.EXIT_CORRUPT else "hole")
-                return True
+                return
             what = ("has a malformed record at offset" if code == K.EXIT_CORRUPT else
                     "has no record (a zero commit word), though its writer has moved on, at offset")
             seg_id, off, _seq = r.cursor.row_position(self._sources[slot])
@@ -494,7 +543,6 @@ class HotLoop:
                 f"{off}: the data there is damaged or lost; the hot loop stopped. "
                 "Open the reader with verify=True to skip damage, or remove the reader and seek() past it"
             )
-        return True
 
     def _skip_damaged(self, slot: int, reason: str) -> None:
         """A verifying source stopped at a malformed record or a hole: move it to the next intact
@@ -538,6 +586,7 @@ class HotLoop:
         reader = self._sync_reader(slot)
         if reader.cursor.advance_segment():
             self._fill_row(slot, reader)
+            self._loop[T.LOOP_SEGMENT_EXITS] += 1
         elif reader.cursor.gone is not None:
             self._disconnect(slot, reader.cursor.gone)
         else:
@@ -675,6 +724,13 @@ class HotLoop:
     def parks(self) -> int:
         """Times the idle loop parked on the futex."""
         return int(self._loop[T.LOOP_PARKS])
+
+    @property
+    def segment_crossings(self) -> SegmentCrossings:
+        """Segment ends the sources crossed, inside the jitted cycle and by leaving it (:class:`SegmentCrossings`).
+
+        Inside: the next segment was mapped ahead (:meth:`map_ahead`)."""
+        return SegmentCrossings(int(self._loop[T.LOOP_SEGMENT_SWITCHES]), int(self._loop[T.LOOP_SEGMENT_EXITS]))
 
     @property
     def park_counts(self) -> ParkCounts:

@@ -24,7 +24,7 @@ import numpy as np
 from . import files as F
 from . import fork as _fork
 from .config import Start
-from .._errors import CorruptSegmentError, DamagedRecordError, QueueClosedError, QueueDeletedError
+from .._errors import ChronicleError, CorruptSegmentError, DamagedRecordError, QueueClosedError, QueueDeletedError
 from .position import PositionFile
 from .liveness import DisconnectReason
 from .warm import warm_waiters
@@ -64,6 +64,8 @@ class ReaderCursor:
     - ``segment`` (the mapped segment: ``.arr``, ``.mv``, ``.path``), ``segment_id``, and its
       views ``seg_i32`` (commit words) and ``seg_mv`` (bytes); ``seg_checks_header`` (verify: the
       segment's checksums cover the record headers);
+    - ``ahead``: segment ``segment_id + 1`` mapped ahead (:meth:`map_ahead`) for a HotLoop's hot
+      thread to switch to at the end marker, else None; the cursor follows it (:meth:`follow_row`);
     - ``ctl`` (the mapped control file) and its views ``ctl_q``, ``ctl_i32``, ``ctl_arr``;
     - ``epoch``: the writer epoch acknowledged; ``segment_size``, ``queue_id``, ``path``, ``name``;
     - ``position_file`` (a named reader's :class:`PositionFile`, else None);
@@ -77,7 +79,7 @@ class ReaderCursor:
         "offset", "next_seq", "seg_i32", "seg_mv", "segment_id", "segment", "segment_size", "verify",
         "ctl_q", "ctl_i32", "ctl_arr", "ctl", "epoch", "queue_id", "path", "name", "position_file",
         "can_park", "seg_checks_header", "may_jump", "damaged", "owner", "gone", "closed", "forked",
-        "__weakref__",
+        "ahead", "__weakref__",
     )
 
     def __init__(self, path: str, name: str | None, start: Start, verify: bool):
@@ -91,7 +93,7 @@ class ReaderCursor:
         self.gone: DisconnectReason | None = None
         self.forked: Exception | None = None
         self.closed = True
-        self.ctl = self.segment = self.position_file = None
+        self.ctl = self.segment = self.position_file = self.ahead = None
         self.seg_i32 = self.ctl_i32 = self.ctl_q = _CLOSED
         self.seg_mv = self.ctl_arr = None
         self.segment_id = -1
@@ -178,10 +180,14 @@ class ReaderCursor:
         The position is left to :meth:`set_position` (or the caller)."""
         if self.segment is not None and self.segment_id == seg_id:
             return True
-        try:
-            m = F.open_segment(self.path, seg_id, self.segment_size, self.queue_id, writable=False)
-        except FileNotFoundError:
-            return False
+        if self.ahead is not None and seg_id == self.segment_id + 1:
+            m, self.ahead = self.ahead, None  # mapped ahead already: no syscall
+        else:
+            self.drop_ahead()
+            try:
+                m = F.open_segment(self.path, seg_id, self.segment_size, self.queue_id, writable=False)
+            except FileNotFoundError:
+                return False
         old, self.segment = self.segment, m
         self.segment_id = seg_id
         self.seg_i32 = F.load_view(m)
@@ -190,6 +196,40 @@ class ReaderCursor:
         if old is not None:
             F.close_later(old)  # the unmap costs milliseconds for a large segment: off this thread
         return True
+
+    def map_ahead(self) -> int:
+        """Map segment ``segment_id + 1`` ahead, if its file exists (kept in ``ahead`` until the
+        cursor moves there or elsewhere); its address, or 0 if it is not there (yet), or cannot
+        be mapped (then advancing to it reports why, as without mapping ahead)."""
+        if self.ahead is None:
+            if self.closed or self.gone is not None or self.segment is None:
+                return 0
+            try:
+                self.ahead = F.open_segment(self.path, self.segment_id + 1, self.segment_size, self.queue_id,
+                                            writable=False)
+            except (OSError, ChronicleError):
+                return 0
+        return self.ahead.arr.ctypes.data
+
+    @property
+    def ahead_address(self) -> int:
+        """The address of the segment mapped ahead, 0 if none."""
+        return self.ahead.arr.ctypes.data if self.ahead is not None else 0
+
+    def drop_ahead(self) -> None:
+        """Unmap the segment mapped ahead, if any (its reader moved elsewhere, or is handed back)."""
+        m, self.ahead = self.ahead, None
+        if m is not None:
+            m.close()
+
+    def follow_row(self, row: np.ndarray) -> None:
+        """A source-table row switched to the segment this cursor mapped ahead (the hot thread did it
+        at the end marker): make it the cursor's segment, at its start, and unmap the one before.
+        Reads only the row's segment id, which moves only into ``ahead``, so a HotLoop may call it
+        while its hot thread runs, once it has seen the row's ``SRC_NEXT_SEG_ADDR`` cleared."""
+        if int(row[T.SRC_SEG_ID]) == self.segment_id + 1 and self.ahead is not None:
+            self.map_segment(self.segment_id + 1)
+            self.offset = L.SEGMENT_DATA_OFFSET
 
     def set_position(self, offset: int, next_seq: int) -> None:
         """Position in the segment already mapped by :meth:`map_segment`."""
@@ -333,6 +373,7 @@ class ReaderCursor:
             "will come: close this reader and open it again once the queue exists", self.name, self.path,
         )
         self.gone = DisconnectReason.QUEUE_DELETED
+        self.drop_ahead()
         old = self.segment
         zero = F.Mapping(old.path, -1, self.segment_size, False)  # anonymous: zero pages, no file
         self.segment, self.seg_i32, self.seg_mv = zero, F.load_view(zero), zero.mv
@@ -393,6 +434,7 @@ class ReaderCursor:
         row[T.SRC_SEG_ADDR] = self.segment.arr.ctypes.data
         row[T.SRC_SEG_SIZE] = self.segment_size
         row[T.SRC_SEG_ID] = self.segment_id
+        row[T.SRC_NEXT_SEG_ADDR] = self.ahead_address
         row[T.SRC_OFFSET] = self.offset
         row[T.SRC_NEXT_SEQ] = self.next_seq
         row[T.SRC_CTL_ADDR] = self.ctl_arr.ctypes.data
@@ -406,7 +448,9 @@ class ReaderCursor:
             row[T.SRC_VERIFY] |= T.SRC_VERIFY_ANY_SEQ
 
     def from_row(self, row: np.ndarray) -> None:
-        """Take the position back from a source-table row that jitted code advanced."""
+        """Take the position back from a source-table row that jitted code advanced (and moved into
+        the segment mapped ahead, if it did)."""
+        self.follow_row(row)
         self.offset = int(row[T.SRC_OFFSET])
         self.next_seq = int(row[T.SRC_NEXT_SEQ])
         if self.position_file is not None:
@@ -438,10 +482,10 @@ class ReaderCursor:
         # Drop our own views first: an mmap cannot close while views of it exist.
         self.seg_i32 = self.ctl_i32 = self.ctl_q = _CLOSED
         self.seg_mv = self.ctl_arr = None
-        for m in (self.segment, self.ctl, self.position_file):
+        for m in (self.segment, self.ahead, self.ctl, self.position_file):
             if m is not None:
                 m.close()
-        self.segment = self.ctl = self.position_file = None  # the position file's close releases the reader name
+        self.segment = self.ahead = self.ctl = self.position_file = None  # the position file's close releases the reader name
 
     def forget_in_child(self) -> None:
         """In a forked child: switch this inherited cursor off without touching its files (``queue/fork.py``).
@@ -454,5 +498,5 @@ class ReaderCursor:
         self.closed = True
         self.seg_i32 = self.ctl_i32 = self.ctl_q = _fork.ForkedView(self.forked)
         self.seg_mv = self.ctl_arr = None
-        self.position_file = None
+        self.position_file = self.ahead = None
         self.owner = None

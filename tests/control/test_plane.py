@@ -143,7 +143,7 @@ async def test_a_plane_with_a_hot_loop_also_runs_the_log_drain_and_stops_it(hot_
 
     async def scenario() -> None:
         async with ControlPlane(hot) as plane:
-            assert set(plane.workers) == {"prealloc", "retention", "log-drain"}
+            assert set(plane.workers) == {"prealloc", "retention", "log-drain", "map-ahead"}
             assert plane.hot_loop is hot
             w.append(1, b"x")
             await wait_until(lambda: plane.log_drain.records == 1, "the record drained")
@@ -154,6 +154,30 @@ async def test_a_plane_with_a_hot_loop_also_runs_the_log_drain_and_stops_it(hot_
     assert control_tasks() == []
     assert plane_threads() - before == set()
     assert hot.running  # the plane never stops the hot thread
+
+
+async def test_a_plane_with_a_hot_loop_maps_its_sources_next_segments_ahead_so_ends_are_crossed_in_the_cycle(hot_loop) -> None:
+    hot, _state, w = hot_loop
+    sent = 0
+
+    def roll_once() -> bool:
+        """One more segment end for the reader; True once one was crossed inside the cycle."""
+        nonlocal sent
+        w.roll()
+        w.append(1, b"y")
+        sent += 1
+        return hot.segment_crossings.in_cycle >= 1
+
+    async def scenario() -> None:
+        async with ControlPlane(hot, log_interval=0.005):
+            # The map-ahead worker maps segment N + 1 while the reader waits in segment N (the
+            # writer's own supplier prepared it); each roll gives it one more chance.
+            await wait_until(lambda: hot.messages == sent and roll_once(), "an end crossed inside the cycle")
+            await wait_until(lambda: hot.messages == sent, "every message")
+        crossed = hot.segment_crossings
+        assert crossed.in_cycle + crossed.by_exit == w.segment_id
+
+    await asyncio.wait_for(scenario(), BOUND * 2)
 
 
 async def test_exiting_on_an_exception_still_stops_every_worker_and_thread(tmp_path, writers) -> None:

@@ -268,6 +268,109 @@ def test_segment_ends_are_crossed_transparently_while_the_writer_rolls_between_p
     assert got1 == [(k, body(1, j)) for k, j in enumerate(range(0, i, 3))]
 
 
+# -- segment ends crossed inside the cycle (the next segment mapped ahead) ----------------------
+
+
+def segment_files(queue_dir) -> list[str]:
+    return sorted(n for n in os.listdir(queue_dir) if n.endswith(L.SEGMENT_SUFFIX))
+
+
+def test_a_thread_reading_a_backlog_of_many_segments_gets_every_message_once_in_order_and_crosses_most_ends_in_cycle(loops, queue_dir):
+    state = new_state(records=12_000, data_bytes=2 << 20)
+    with Queue.open_publisher(queue_dir, SMALL) as w:
+        for i in range(10_000):
+            w.append(i % 5, body(0, i), timestamp_ns=i)
+        ends = w.segment_id
+    assert ends >= 12, "the test must cross many segment ends"
+    loop = loops(probe, state, idle=Backoff())
+    loop.add_reader(Queue.open_subscriber(queue_dir, "ahead"), source=0)
+    loop.start()
+    wait_until(lambda: loop.messages == 10_000, what="the whole backlog")
+    loop.stop()
+    assert [(r.seq, r.type_id, r.payload) for r in records(state)] == [(i, i % 5, body(0, i)) for i in range(10_000)]
+    crossed = loop.segment_crossings
+    # Segment 1 is mapped ahead when the reader is added; each time the thread leaves the cycle
+    # at an end, it maps the segment after the new one: at least every other end is crossed inside.
+    assert crossed.in_cycle + crossed.by_exit == ends
+    assert crossed.in_cycle >= crossed.by_exit
+    assert committed_next_seq(queue_dir, "ahead") == 10_000
+
+
+def test_a_loop_whose_control_side_maps_ahead_between_passes_crosses_every_segment_end_inside_the_cycle(loops, queue_dir):
+    state = new_state(records=12_000, data_bytes=2 << 20)
+    with Queue.open_publisher(queue_dir, SMALL) as w:
+        for i in range(10_000):
+            w.append(7, body(0, i))
+        ends = w.segment_id
+    loop = loops(probe, state, batch=64)  # fewer messages per pass than a segment holds
+    loop.add_reader(Queue.open_subscriber(queue_dir), source=0)
+    assert loop.map_ahead() == 1
+    assert run_all(loop) == 10_000
+    assert [(r.seq, r.payload) for r in records(state)] == [(i, body(0, i)) for i in range(10_000)]
+    assert loop.segment_crossings == (ends, 0)
+
+
+def test_a_reader_whose_next_segment_does_not_exist_yet_crosses_by_leaving_the_cycle_when_it_appears(loops, queue_dir):
+    state = new_state()
+    loop = loops(probe, state, batch=64)
+    # No segments prepared ahead: segment N + 1 is created by the roll that ends segment N.
+    with Queue.open_publisher(queue_dir, WriterConfig(segment_size=64 * 1024, prepare_ahead=0)) as w:
+        for i in range(100):
+            w.append(7, body(0, i))
+        loop.add_reader(Queue.open_subscriber(queue_dir), source=0)
+        assert loop.map_ahead() == 0, "segment 1 does not exist: nothing to map ahead"
+        assert run_all(loop) == 100
+        w.roll()  # segment 1 appears, and segment 0 ends, at once: the caught-up reader is at the end
+        for i in range(100, 150):
+            w.append(7, body(0, i))
+        assert segment_files(queue_dir) == ["000000000000" + L.SEGMENT_SUFFIX, "000000000001" + L.SEGMENT_SUFFIX]
+        assert run_all(loop) == 50
+        assert loop.segment_crossings == (0, 1)
+        w.roll()
+        for i in range(150, 200):
+            w.append(7, body(0, i))
+        assert loop.map_ahead() == 1  # segment 2 exists now: the next control step maps it
+        assert run_all(loop) == 50
+        assert loop.segment_crossings == (1, 1)
+    assert [(r.seq, r.payload) for r in records(state)] == [(k, body(0, k)) for k in range(200)]
+
+
+def test_a_thread_following_a_live_writer_crosses_each_segment_end_once_by_either_path(loops, queue_dir):
+    state = new_state(records=8000, data_bytes=2 << 20)
+    loop = loops(probe, state, idle=Backoff())
+    with Queue.open_publisher(queue_dir, SMALL) as w:
+        loop.add_reader(Queue.open_subscriber(queue_dir), source=0)
+        loop.start()
+        for i in range(6000):
+            w.append(3, body(0, i))
+            if i % 500 == 0:
+                loop.map_ahead()  # the control side's step, from this (non-hot) thread
+        wait_until(lambda: loop.messages == 6000, what="6000 messages")
+        ends = w.segment_id
+    loop.stop()
+    assert [(r.seq, r.payload) for r in records(state)] == [(i, body(0, i)) for i in range(6000)]
+    assert sum(loop.segment_crossings) == ends
+
+
+def test_a_reader_taken_back_after_crossings_inside_the_cycle_reads_on_from_its_position(loops, queue_dir):
+    state = new_state()
+    with Queue.open_publisher(queue_dir, SMALL) as w:
+        for i in range(3000):
+            w.append(7, body(0, i))
+        loop = loops(probe, state, batch=64)
+        src = loop.add_reader(Queue.open_subscriber(queue_dir, "back"))
+        for _ in range(30):
+            loop.run_once()
+        assert loop.segment_crossings.in_cycle >= 1
+        handled = loop.messages
+        r = loop.remove_reader(src)
+        try:
+            m = r.next()
+            assert (m.seq, bytes(m.payload)) == (handled, body(0, handled))
+        finally:
+            r.close()
+
+
 # -- handler errors ----------------------------------------------------------------------------
 
 
