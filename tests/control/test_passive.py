@@ -11,12 +11,13 @@ import logging
 import multiprocessing
 import os
 import pathlib
-import shutil
 import signal
 import time
 from typing import Any
 
 import pytest
+
+from tests.fs import remove_queue
 
 from chronicle_async import (
     ArgumentTypeError,
@@ -268,7 +269,7 @@ async def test_a_deleted_queue_folder_is_reported_as_queue_deleted_then_waiting(
         ev = await next_event(events)
         assert isinstance(ev, Connected)
         reader = ev.reader
-        await asyncio.to_thread(shutil.rmtree, queue_dir)
+        await asyncio.to_thread(remove_queue, queue_dir)
         seen = []
         while True:  # a check landing mid-rmtree may first see the lock file gone (WRITER_DIED)
             d = await next_event(events)

@@ -9,8 +9,6 @@ or a FanInReader. Never a bare ``FileNotFoundError``, never a hot spin.
 from __future__ import annotations
 
 import asyncio
-import errno
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +17,8 @@ import time
 import numba
 import numpy as np
 import pytest
+
+from tests.fs import remove_queue
 
 from chronicle_async import (
     DisconnectReason,
@@ -33,18 +33,9 @@ from chronicle_async import (
 SMALL = WriterConfig(segment_size=64 * 1024)
 
 
-def _delete(path) -> None:
-    """``rm -rf`` the queue, again if a file appeared meanwhile (a live writer's supplier thread
-    may be creating its next segment while the folder goes: ENOTEMPTY)."""
-    for _ in range(100):
-        try:
-            shutil.rmtree(path)
-            return
-        except OSError as e:
-            if e.errno != errno.ENOTEMPTY:
-                raise
-            time.sleep(0.01)
-    shutil.rmtree(path)
+_delete = remove_queue
+
+
 PER_SEGMENT = 400  # messages of 100 bytes: more than one 64 KiB segment holds
 
 
