@@ -36,6 +36,7 @@ import numpy as np
 from chronicle_async import Queue, WriterConfig
 from chronicle_async.hot.append import append
 from chronicle_async.hot.atomics import store_plain_i64
+from chronicle_async.hot.clock import rdtsc, read_tsc, tsc_per_ns
 from chronicle_async.hot.status import SEGMENT_FULL, STALE_HANDLE
 
 from ._harness import machine_info
@@ -60,6 +61,23 @@ PLANE = "bounded, ControlPlane (max_segments=4)"
 PACED = "default, paced at 15 M msgs/s"
 #: The paced configurations' writer rate (the issue's target for unbounded queues).
 PACED_RATE = 15e6
+@numba.njit(nogil=True, cache=True)
+def _produce_paced(seg, ctl, first, count, payload, t0_ns, start_tsc, tsc_per_msg):
+    """As ``_produce``, but message ``i`` is not appended before ``start_tsc + i * tsc_per_msg``
+    (a writer paced in jitted code, GIL released, as a feed handler is)."""
+    for i in range(first, count):
+        due = start_tsc + np.int64(i * tsc_per_msg)
+        while rdtsc() < due:
+            pass
+        store_plain_i64(payload, 0, i)
+        seq = append(seg, ctl, 7, payload, t0_ns + i)
+        if seq == SEGMENT_FULL or seq == STALE_HANDLE:
+            return i - first
+        if seq < 0:
+            return seq
+    return count - first
+
+
 CONFIGS = {
     NO_ROLL: dict(prepare_ahead=0),  # segment_size: set by run_one to hold the whole stream
     "default (open_publisher(path))": None,
@@ -78,13 +96,9 @@ def stream_segment_size(n: int) -> int:
     return (n * RECORD_BYTES // 4096 + 64) * 4096
 
 
-#: Messages per jitted call when the writer is paced (``rate``): about 0.3 ms at 15 M msgs/s.
-PACE_CHUNK = 4096
-
-
 def run_one(config: dict | None, n: int, plane: bool = False, rate: float | None = None) -> dict:
     """One stream of ``n`` messages; ``plane``: a ControlPlane (on its own thread) supplies the writer;
-    ``rate``: the writer is paced to this many msgs/s (chunks of ``PACE_CHUNK``, spinning between)."""
+    ``rate``: the writer is paced to this many msgs/s, in its jitted loop (``_produce_paced``)."""
     root = tempfile.mkdtemp(prefix="chronicle-sustained-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     path = os.path.join(root, "q")
     payload = np.zeros(PAYLOAD, np.uint8)
@@ -103,22 +117,24 @@ def run_one(config: dict | None, n: int, plane: bool = False, rate: float | None
                 time.sleep(0.001)
             rolls: list[float] = []
             done = 1
+            if rate is not None:
+                per_msg = tsc_per_ns(0.05) * 1e9 / rate
+                _produce_paced(h.seg, h.ctl, 1, 1, payload, 0, read_tsc(), per_msg)  # compiled outside the timing
             t0 = time.perf_counter()
+            start_tsc = read_tsc()
             while done < n:
                 h = w.hot_handle()
-                upto = n if rate is None else min(n, done + PACE_CHUNK)
-                k = _produce(h.seg, h.ctl, done, upto, payload, time.time_ns())
+                if rate is None:
+                    k = _produce(h.seg, h.ctl, done, n, payload, time.time_ns())
+                else:
+                    k = _produce_paced(h.seg, h.ctl, done, n, payload, time.time_ns(), start_tsc - per_msg, per_msg)
                 if k < 0:
                     raise RuntimeError(f"append failed with status {k}")
                 done += k
-                if done < upto:
+                if done < n:
                     r0 = time.perf_counter()
                     w.roll()
                     rolls.append(time.perf_counter() - r0)
-                elif rate is not None:
-                    due = t0 + (done - 1) / rate
-                    while time.perf_counter() < due:
-                        pass
             elapsed = time.perf_counter() - t0
             counts = w.roll_counts
             if stop_plane is not None:
