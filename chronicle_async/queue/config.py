@@ -89,8 +89,8 @@ class WriterConfig:
     #: Fault in each new segment's pages when it is opened, so appends take no page faults.
     prefault: bool = True
     #: Segments the writer's own supplier thread keeps prepared past the head, so that a roll
-    #: creates no file (``queue/supply.py``). None: 2 for segments of 4 MiB or more (a stock that
-    #: absorbs a late preparation), 1 with a retention cap (recycled segments; prepared ones come on
+    #: creates no file (``queue/supply.py``). None: 2 for segments of 4 to 64 MiB (a stock that
+    #: absorbs a late preparation), 1 for larger ones or with a retention cap (recycled segments; prepared ones come on
     #: top of the caps), up to 8 for smaller segments. 0: no supplier thread; every roll creates and
     #: maps its segment inline (tens of milliseconds for a large segment). A ControlPlane managing the writer takes this over.
     prepare_ahead: int | None = None

@@ -32,12 +32,16 @@ log = logging.getLogger("chronicle_async")
 
 
 def auto_prepare_ahead(segment_size: int, capped: bool = False) -> int:
-    """How many segments the writer's own supplier keeps ready: two for segments of 4 MiB or more
+    """How many segments the writer's own supplier keeps ready: two for segments of 4 to 64 MiB
     (at 15 M msgs/s of 64 B, one late preparation with a stock of one put the writer into inline
-    rolls it never left; with two, none in the sustained benchmark), up to 8 for small segments,
-    which roll often (a deeper stock means fewer wake-ups). A queue with a retention cap keeps one:
-    its segments are recycled ones, and prepared ones come on top of the caps."""
-    return 1 if capped else max(2, min(8, (4 << 20) // segment_size))
+    rolls it never left; with two, none in the sustained benchmark), one for larger segments (each
+    is a long stock already, and pre-faulting two of 1 GiB would take a core for most of a second
+    at open), up to 8 for small segments, which roll often (a deeper stock means fewer wake-ups).
+    A queue with a retention cap keeps one: its segments are recycled ones, and prepared ones come
+    on top of the caps."""
+    if capped or segment_size > (64 << 20):
+        return 1
+    return max(2, min(8, (4 << 20) // segment_size))
 
 
 def prepare_next(writer: Any, counts: "SupplyCounts | None" = None) -> tuple[int, int]:
