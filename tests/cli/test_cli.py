@@ -167,7 +167,8 @@ def test_inspect_after_a_roll_reports_segments_and_the_first_and_last_message(qu
     s = run_json("inspect", queue_dir)
     assert snapshot_files(queue_dir) == before  # read-only: no byte changed, no file created
     seg = s["segments"]
-    assert seg["count"] == 3 and (seg["first_id"], seg["last_id"], seg["head_id"]) == (0, 2, 2)
+    ahead = seg["prepared_ahead"]  # empty segments the writer's supplier thread prepared past the head
+    assert seg["count"] == 3 + ahead and (seg["first_id"], seg["last_id"], seg["head_id"]) == (0, 2 + ahead, 2)
     assert seg["bytes_on_disk"] >= 3 * 16 * 1024
     m = s["messages"]
     assert (m["first_seq"], m["last_seq"], m["count_estimate"]) == (0, 599, 600)
@@ -175,7 +176,8 @@ def test_inspect_after_a_roll_reports_segments_and_the_first_and_last_message(qu
     assert m["last_time"] == "2023-11-14T22:13:20.599000000Z"
     assert s["head"]["next_seq"] == 600 and s["readers"]["count"] == 0
     text = run_cli("inspect", queue_dir).stdout
-    assert "3 on disk (ids 0..2), head 2" in text and "seq 0 .. 599 (about 600 messages)" in text
+    assert f"{3 + ahead} on disk (ids 0..{2 + ahead}), head 2" in text and "seq 0 .. 599 (about 600 messages)" in text
+    assert (f", {ahead} prepared ahead" in text) == (ahead > 0)
     assert "readers" not in os.listdir(queue_dir)
 
 
