@@ -45,8 +45,15 @@ PAYLOAD = 64
 
 
 @numba.njit(nogil=True, cache=True)
-def _produce(seg, ctl, first, count, payload, t0_ns):
+def _produce_paced(seg, ctl, first, count, payload, t0_ns, start_tsc, tsc_per_msg):
+    """Append messages ``first .. count-1`` until the segment is full; returns how many (or a
+    negative status). With ``tsc_per_msg > 0``, message ``i`` is not appended before
+    ``start_tsc + i * tsc_per_msg`` (a writer paced in jitted code, GIL released, as a feed handler is)."""
     for i in range(first, count):
+        if tsc_per_msg > 0:
+            due = start_tsc + np.int64(i * tsc_per_msg)
+            while rdtsc() < due:
+                pass
         store_plain_i64(payload, 0, i)
         seq = append(seg, ctl, 7, payload, t0_ns + i)
         if seq == SEGMENT_FULL or seq == STALE_HANDLE:
@@ -54,6 +61,12 @@ def _produce(seg, ctl, first, count, payload, t0_ns):
         if seq < 0:
             return seq
     return count - first
+
+
+@numba.njit(nogil=True, cache=True)
+def _produce(seg, ctl, first, count, payload, t0_ns):
+    """``_produce_paced`` at full speed (no pacing)."""
+    return _produce_paced(seg, ctl, first, count, payload, t0_ns, 0, 0.0)
 
 
 NO_ROLL = "no roll (one segment for the stream)"
@@ -61,22 +74,6 @@ PLANE = "bounded, ControlPlane (max_segments=4)"
 PACED = "default, paced at 15 M msgs/s"
 #: The paced configurations' writer rate (the issue's target for unbounded queues).
 PACED_RATE = 15e6
-@numba.njit(nogil=True, cache=True)
-def _produce_paced(seg, ctl, first, count, payload, t0_ns, start_tsc, tsc_per_msg):
-    """As ``_produce``, but message ``i`` is not appended before ``start_tsc + i * tsc_per_msg``
-    (a writer paced in jitted code, GIL released, as a feed handler is)."""
-    for i in range(first, count):
-        due = start_tsc + np.int64(i * tsc_per_msg)
-        while rdtsc() < due:
-            pass
-        store_plain_i64(payload, 0, i)
-        seq = append(seg, ctl, 7, payload, t0_ns + i)
-        if seq == SEGMENT_FULL or seq == STALE_HANDLE:
-            return i - first
-        if seq < 0:
-            return seq
-    return count - first
-
 
 CONFIGS = {
     NO_ROLL: dict(prepare_ahead=0),  # segment_size: set by run_one to hold the whole stream
@@ -127,7 +124,7 @@ def run_one(config: dict | None, n: int, plane: bool = False, rate: float | None
                 if rate is None:
                     k = _produce(h.seg, h.ctl, done, n, payload, time.time_ns())
                 else:
-                    k = _produce_paced(h.seg, h.ctl, done, n, payload, time.time_ns(), start_tsc - per_msg, per_msg)
+                    k = _produce_paced(h.seg, h.ctl, done, n, payload, time.time_ns(), int(start_tsc - per_msg), per_msg)
                 if k < 0:
                     raise RuntimeError(f"append failed with status {k}")
                 done += k

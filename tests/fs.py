@@ -1,4 +1,4 @@
-"""File helpers shared by tests."""
+"""Helpers shared by tests: removing a queue folder under a live writer, waiting for a condition."""
 from __future__ import annotations
 
 import errno
@@ -22,3 +22,12 @@ def remove_queue(path: str | os.PathLike) -> None:
                 raise
             time.sleep(0.01)
     shutil.rmtree(path)
+
+
+def wait_for(cond, what: str, timeout: float = 10.0) -> None:
+    """Poll ``cond()`` every millisecond until it is true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)

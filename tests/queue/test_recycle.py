@@ -5,25 +5,16 @@ supplier's ``counts`` how each prepared segment was made.
 """
 from __future__ import annotations
 
-import os
-import time
 
 import pytest
+
+from tests.fs import wait_for
 
 import chronicle_async as ca
 from chronicle_async import Queue, Start, WriterConfig
 from chronicle_async.queue.files import list_segments
 
 SEG = 256 * 1024
-BOUND = 10.0
-
-
-def wait_for(cond, what: str) -> None:
-    deadline = time.monotonic() + BOUND
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def fill_segments(w, n: int, seq: list[int]) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
+
+from tests.fs import wait_for
 
 import chronicle_async as ca
 from chronicle_async import Queue, WriterConfig
@@ -17,15 +18,6 @@ from chronicle_async.queue.files import list_segments
 from chronicle_async.queue.supply import auto_prepare_ahead
 
 SEG = 1 << 20  # 1 MiB segments: auto depth 4
-BOUND = 10.0
-
-
-def wait_for(cond, what: str) -> None:
-    deadline = time.monotonic() + BOUND
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def fill_segment(w) -> None:
