@@ -152,10 +152,10 @@ def python_append_ns(n: int = 1_000_000) -> Result:
 def python_batch_append_ns(n: int = 5_000_000, batch: int = 10_000) -> Result:
     with _scratch_writer("batch") as w:
         rows = np.zeros((batch, PAYLOAD), np.uint8)
-        w.append_batch(rows[:10], 1)
+        w.append_batch(1, rows[:10])
         t0 = time.perf_counter_ns()
         for _ in range(n // batch):
-            w.append_batch(rows, 1)
+            w.append_batch(1, rows)
         return _rate(f"chronicle Python append_batch ({batch}/call)", (n // batch) * batch,
                      time.perf_counter_ns() - t0, "msg")
 
@@ -164,7 +164,7 @@ def python_next_ns(n: int = 1_000_000) -> Result:
     from chronicle_async import Queue
 
     with _scratch_writer("next") as w:
-        w.append_batch(np.zeros((n, PAYLOAD), np.uint8), 1)
+        w.append_batch(1, np.zeros((n, PAYLOAD), np.uint8))
         with Queue.open_subscriber(w.path, None, "earliest") as r:
             nxt = r.next
             t0 = time.perf_counter_ns()

@@ -423,7 +423,7 @@ def fanin_throughput(rounds: int = 3, per_queue: int = 1_000_000, queues: int = 
                 while done < per_queue:
                     k = min(chunk, per_queue - done)
                     idx[:k, 0] = np.arange(done, done + k)
-                    w.append_batch(buf[:k], 1)
+                    w.append_batch(1, buf[:k])
                     done += k
         expect = queues * (per_queue * (per_queue - 1) // 2)
         for _ in range(rounds):
@@ -467,7 +467,7 @@ def python_callback_cost(rounds: int = 3, n: int = 1_000_000) -> dict:
         with Queue.open_publisher(d) as w:
             buf = np.zeros((min(n, 100_000), FANIN_PAYLOAD), np.uint8)
             for s in range(0, n, len(buf)):
-                w.append_batch(buf[: min(len(buf), n - s)], 1)
+                w.append_batch(1, buf[: min(len(buf), n - s)])
         for _ in range(rounds):
             count = [0]
 
@@ -662,7 +662,7 @@ def _pump(loop, w, rows: np.ndarray, written: list[int], count: int, lag: int) -
                 raise loop.error
             time.sleep(50e-6)
         k = min(chunk, end - written[0])
-        w.append_batch(rows[:k], 1)
+        w.append_batch(1, rows[:k])
         written[0] += k
     _wait_for(lambda: loop.messages >= written[0] or loop.error is not None, 60, "the loop to catch up", poll=0.0005)
     if loop.error is not None:
@@ -745,7 +745,7 @@ def _w_stream(d: str, batch: int, go, stop, out) -> None:
         go.wait()
         sent = 0
         while not stop.is_set():
-            w.append_batch(rows, 1)
+            w.append_batch(1, rows)
             sent += batch
             time.sleep(100e-6)
         out.put(sent)

@@ -43,6 +43,7 @@ from ._errors import QueueDeletedError as QueueDeletedError
 from ._errors import QueueNotFoundError as QueueNotFoundError
 from ._errors import QueuePermissionError as QueuePermissionError
 from ._errors import ReaderLockedError as ReaderLockedError
+from ._errors import ReaderNotFoundError as ReaderNotFoundError
 from ._errors import UnsupportedVersionError as UnsupportedVersionError
 from ._errors import WriterLockedError as WriterLockedError
 from .queue.config import Durability as Durability
@@ -96,7 +97,7 @@ __all__ = (
     "DiskFullError", "Durability", "ForkError", "HandlerError", "InvalidArgumentError", "Message",
     "NotAQueueError", "ParkCounts", "PayloadTooLargeError", "Queue", "QueueClosedError",
     "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError", "QueueReader", "QueueWriter",
-    "ReaderLockedError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
+    "ReaderLockedError", "ReaderNotFoundError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
 )
 

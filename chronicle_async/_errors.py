@@ -102,6 +102,10 @@ class ReaderLockedError(ChronicleError):
         self.pid = pid
 
 
+class ReaderNotFoundError(ChronicleError, LookupError):
+    """No named reader of that name has a position file in this queue."""
+
+
 class PayloadTooLargeError(ChronicleError, ValueError):
     """A payload larger than this queue's segments allow."""
 

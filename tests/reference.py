@@ -12,12 +12,12 @@ Semantics modelled (from the public docs):
 - ``append_batch`` appends in order and returns the seq of the first;
 - a reader's position is the seq it delivers next. ``next()`` returns the
   message there or None when it has caught up;
-- ``commit()`` stores a named reader's position; a named reader reopened with
-  ``Start.COMMITTED`` resumes there (the earliest data if it never committed),
-  so anything read but not committed is delivered again (at-least-once);
-- anonymous readers cannot commit; ``Start.EARLIEST`` opens at the first
-  message, ``Start.LATEST`` at the tail, ``Start.COMMITTED`` without a commit
-  is the earliest data;
+- ``commit()`` stores a named reader's position; a named reader reopened
+  resumes there whatever its start mode, so anything read but not committed is
+  delivered again (at-least-once);
+- the start mode applies to anonymous readers (which cannot commit) and to
+  names that never committed: ``Start.EARLIEST`` and ``Start.COMMITTED`` open
+  at the first message, ``Start.LATEST`` at the tail;
 - ``seek(seq)`` positions at ``seq`` (clamped to ``len``) and is True only
   if that very message exists; a negative ``seq`` is an error (ValueError) and
   keeps the position; ``seek_timestamp(ts)`` positions at the first
@@ -63,17 +63,17 @@ class ReferenceQueue:
         self.messages.append(RefMessage(seq, timestamp_ns, type_id, bytes(payload)))
         return seq
 
-    def append_batch(self, payloads: list[bytes], type_ids: list[int], timestamps_ns: list[int]) -> int:
+    def append_batch(self, type_ids: list[int], payloads: list[bytes], timestamps_ns: list[int]) -> int:
         first = len(self.messages)
         for p, t, ts in zip(payloads, type_ids, timestamps_ns):
             self.append(t, p, ts)
         return first
 
     def open_reader(self, name: str | None, start: str = COMMITTED) -> "ReferenceReader":
-        if start == LATEST:
+        if name is not None and name in self.commits:
+            pos = self.commits[name]  # a name that committed resumes there, whatever ``start`` says
+        elif start == LATEST:
             pos = self.next_seq
-        elif start == COMMITTED and name is not None:
-            pos = self.commits.get(name, 0)
         else:
             pos = 0
         return ReferenceReader(self, name, pos)

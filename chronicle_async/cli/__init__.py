@@ -122,6 +122,10 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _readers(args: argparse.Namespace) -> int:
+    if args.action:
+        from .readers import run_action
+
+        return run_action(args)
     import json
 
     from .inspect import format_readers, queue_snapshot
@@ -242,16 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per message (JSON Lines)")
     p.set_defaults(func=_tail, parser=p)
 
+    from .readers import ACTIONS, parse_target
+
     p = sub.add_parser(
-        "readers", help="list named readers: position, lag, last commit, live/dead, retention (read-only)",
+        "readers", help="list named readers (read-only), or reset / delete one's committed position",
         description="List each named reader (readers/*.pos): committed segment/offset/next_seq, lag behind the "
         "writer in messages and (approximately) bytes, the age of its last commit, live (its lock is held) or "
-        "dead, and whether it holds retention back (the oldest live reader, behind the head segment).",
+        "dead, and whether it holds retention back (the oldest live reader, behind the head segment).\n\n"
+        "`readers QUEUE reset NAME --to earliest|latest|SEQ|TIME` moves NAME's committed position (a name that "
+        "committed always resumes there, whatever start mode a process opens it with); `readers QUEUE delete "
+        "NAME` drops it, so the name starts afresh. Both refuse while a process reads as NAME.",
+        formatter_class=raw,
     )
     p.add_argument("path", help="the queue folder")
+    p.add_argument("action", nargs="?", choices=ACTIONS, help="reset or delete a reader (default: list them)")
+    p.add_argument("reader", nargs="?", metavar="NAME", help="the reader name (with reset / delete)")
+    p.add_argument("--to", type=parse_target, metavar="WHERE",
+                   help="with reset: earliest, latest, a seq, or an ISO 8601 time (the first message at or after it)")
     p.add_argument("--ttl", type=_positive_float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    p.set_defaults(func=_readers)
+    p.set_defaults(func=_readers, parser=p)
 
     p = sub.add_parser(
         "monitor", help="live view of every queue under a bus root (writers, msgs/s, disk, reader lag)",
@@ -285,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    if args.command == "readers":
+        parser = args.parser
+        if args.action and not args.reader:
+            parser.error(f"{args.action} needs a reader NAME: chronicle readers QUEUE {args.action} NAME")
+        if args.action == "reset" and args.to is None:
+            parser.error("reset needs --to earliest|latest|SEQ|TIME")
+        if args.to is not None and args.action != "reset":
+            parser.error("--to goes with reset: chronicle readers QUEUE reset NAME --to WHERE")
     if args.command == "tail":
         parser = args.parser
         if args.commit and not args.name:

@@ -289,5 +289,11 @@ class FanInReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> "FanInReader":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<FanInReader sources={len(self._sources)}{' closed' if self._closed else ''}>"

@@ -794,6 +794,16 @@ class HotLoop:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> "HotLoop":
+        if not self.running:
+            self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.close)  # joins the hot thread: off the event loop
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self.running else "stopped")
         return f"<HotLoop {self._name} {state} readers={len(self._readers)} messages={self.messages}>"

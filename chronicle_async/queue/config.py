@@ -27,9 +27,16 @@ class Durability(enum.Enum):
 
 
 class Start(enum.Enum):
-    """Where a subscriber starts reading."""
+    """Where a reader starts when it has no committed position.
 
-    #: After the last ``commit()`` of this reader name; the earliest data if it never committed.
+    That is every anonymous reader, and a named reader the first time its name is used (or after
+    :meth:`Queue.reset_reader` / :meth:`Queue.delete_reader`). A named reader that has committed
+    always resumes after its last ``commit()``, whatever ``start`` says, like Kafka's
+    ``auto.offset.reset``: moving a name's position is an explicit act (``Queue.reset_reader``,
+    ``chronicle readers QUEUE reset NAME``), never a side effect of how a process opened it.
+    """
+
+    #: The default: the earliest data still on disk (a name that committed resumes after its commit).
     COMMITTED = "committed"
     #: The oldest message still on disk.
     EARLIEST = "earliest"

@@ -123,7 +123,7 @@ class ReaderCursor:
             saved = self.position_file.saved
         else:
             saved = None
-        if start is Start.COMMITTED and saved is not None:
+        if saved is not None:  # a name that committed resumes there; ``start`` is for a new name only
             seg, off, nseq = saved
             if self.map_segment(seg):
                 self.set_position(off, nseq)
@@ -159,6 +159,10 @@ class ReaderCursor:
         q = self.ctl_q
         return (int(q[L.CTL_WRITE_SEGMENT_OFFSET // 8]), int(q[L.CTL_WRITE_OFFSET_OFFSET // 8]),
                 int(q[L.CTL_NEXT_SEQ_OFFSET // 8]))
+
+    def writer_closed(self) -> bool:
+        """True if the control file says the writer closed the queue cleanly (and none reopened it)."""
+        return int(self.ctl_i32[L.CTL_WRITER_STATE_OFFSET // 4]) == L.WRITER_STATE_CLOSED
 
     def has_data(self) -> bool:
         """True if a record is committed at the position (no other check)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from . import readers as _readers
 from .config import Start, WaitStrategy, WriterConfig
 from .reader import QueueReader
 from .writer import QueueWriter
@@ -36,12 +37,38 @@ class Queue:
     ) -> QueueReader:
         """Open a reader. A ``name`` makes its position persistent (``commit()``); None reads anonymously.
 
+        A named reader that has committed resumes after its last commit, whatever ``start`` says;
+        ``start`` applies to an anonymous reader and to a name with no committed position (new, or
+        reset): the default starts a new name at the earliest message still on disk. To move a
+        name, use :meth:`reset_reader` (or ``seek()`` then ``commit()`` on the open reader).
+
         ``verify=True`` checks every record's checksum (header and payload) and seq order before
         delivering it; a damaged record raises :class:`DamagedRecordError` instead (see QueueReader).
 
         Raises ``QueueNotFoundError`` if no writer has created the queue yet (poll for it).
         """
         return QueueReader(path, name, start, wait_strategy=wait_strategy, spin_time=spin_time, verify=verify)
+
+    @staticmethod
+    def reset_reader(
+        path: str | os.PathLike, name: str, to: Start | str | int = Start.EARLIEST, *, timestamp_ns: int | None = None
+    ) -> int:
+        """Move named reader ``name`` to ``to`` (``"earliest"``, ``"latest"`` or a seq) or to the first
+        message at or after ``timestamp_ns``, and commit it durably; returns the seq it delivers next.
+
+        Refuses with ``ReaderLockedError`` while a process has that reader open. The CLI twin is
+        ``chronicle readers QUEUE reset NAME --to ...``.
+        """
+        return _readers.reset_reader(path, name, to, timestamp_ns=timestamp_ns)
+
+    @staticmethod
+    def delete_reader(path: str | os.PathLike, name: str) -> None:
+        """Delete named reader ``name``'s position; the name then starts afresh, as its ``start`` says.
+
+        Raises ``ReaderNotFoundError`` if there is no such reader, ``ReaderLockedError`` while it is
+        open. The CLI twin is ``chronicle readers QUEUE delete NAME``.
+        """
+        _readers.delete_reader(path, name)
 
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:

@@ -27,6 +27,7 @@ from .._errors import (
 )
 from .idle import ParkCounts
 from .lock import writer_lock_held
+from .until_closed import UntilClosed
 from .liveness import WRITER_STATE_NAMES, DisconnectReason, WriterStatus
 from .fences import asymmetric_fence
 from ..hot import layout as L
@@ -121,24 +122,46 @@ class QueueReader:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def next(self) -> Message | None:
-        """The next message, or None if none is committed yet. Never blocks."""
+    def next(self, timeout: float | None = 0.0) -> Message | None:
+        """The next message, or None if none came.
+
+        ``timeout`` is in seconds: 0 (the default) never blocks; a positive number waits up to that
+        long for a message, with this reader's :class:`WaitStrategy` (spin, then park on the
+        futex); None waits until one comes. None is returned when the time runs out.
+        """
         c = self._cursor
         if c.verify:
-            return self._next_verified()
+            m = self._next_verified()
+            return m if m is not None or timeout == 0 else self._next_waiting(timeout)
         off = c.offset
         w = c.seg_i32[off >> 2]
         if not w:
+            if timeout != 0:
+                return self._next_waiting(timeout)
             return None if c.ctl_q[_IDX_WRITE_SEGMENT] <= c.segment_id else self._hole(off)
         mv = c.seg_mv
         t, seq, ts, n, _ck = _BODY.unpack_from(mv, off + _BODY_OFFSET)
         end = off + ((_HDR + _ALIGN_M1 + n) & _ALIGN_MASK)
         if t < 0 or n != w - 1 or end > c.segment_size:
-            return self._next_slow(off, w, t, n)
+            m = self._next_slow(off, w, t, n)
+            return m if m is not None or timeout == 0 else self._next_waiting(timeout)
         start = off + _HDR
         c.offset = end
         c.next_seq = seq + 1
         return _tuple_new(Message, (seq, ts, t, mv[start : start + n]))
+
+    def _next_waiting(self, timeout: float | None) -> Message | None:
+        """``next(timeout)`` once nothing is there: wait (spin, then park) and read, until the deadline."""
+        A.check_nonnegative_seconds("timeout", timeout, allow_none=True)
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            m = self.next()
+            if m is not None:
+                return m
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self.wait(remaining)  # False early if the writer closes: then wait again, for a new one
 
     def _next_verified(self) -> Message | None:
         """``next()`` with ``verify`` on: the same reads, then the checksum and the seq rule."""
@@ -257,6 +280,23 @@ class QueueReader:
         from . import waits as _waits
 
         return await _waits.next_from_reader(self)
+
+    async def next_async(self, timeout: float | None = None) -> Message | None:
+        """The next message, awaited without blocking the event loop; None if ``timeout`` seconds
+        pass first (None, the default: wait until one comes)."""
+        from . import waits as _waits
+
+        return await _waits.next_from_reader_within(self, timeout)
+
+    def until_closed(self) -> "UntilClosed":
+        """Every message, waiting for more, until the writer closes the queue and all it wrote was read.
+
+        ``for m in reader.until_closed()`` blocks between messages; ``async for m in
+        reader.until_closed()`` awaits them. The API twin of ``chronicle tail --until-closed``.
+        Only a clean close ends it: a writer that crashed (or never opened) is waited for, since a
+        restarted writer continues the queue; watch :meth:`detect_disconnect` to act on a crash.
+        """
+        return UntilClosed(self)
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """:meth:`wait` for coroutines: parks in the process's shared waker thread (``queue/waits.py``)."""
@@ -531,6 +571,12 @@ class QueueReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> "QueueReader":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()  # unmapping and releasing the name take microseconds: no need to leave the loop
 
     def __repr__(self) -> str:
         c = self._cursor

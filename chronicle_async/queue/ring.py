@@ -203,6 +203,12 @@ class SpscRing:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> "SpscRing":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         where = self._path or "in memory"
         if self._mm is None:

@@ -442,6 +442,11 @@ async def _register(watches: list[_Watch], timeout: float | None, ready_after: f
 # -- async iteration -----------------------------------------------------------------------------
 
 
+async def yield_to_loop() -> None:
+    """Let the event loop run other tasks once (between bursts of messages)."""
+    await asyncio.sleep(0)
+
+
 async def next_from_reader(reader: Any) -> Any:
     """The next message of a :class:`QueueReader`, waiting for it without blocking the event loop."""
     stalls = 0
@@ -456,6 +461,31 @@ async def next_from_reader(reader: Any) -> Any:
             if stalls > 2:
                 await asyncio.sleep(0.001)
         # False: the writer closed during the wait. Keep waiting for a new writer.
+
+
+async def next_from_reader_within(reader: Any, timeout: float | None) -> Any:
+    """:func:`next_from_reader` with a deadline: the next message, or None once ``timeout`` seconds pass."""
+    if timeout is None:
+        return await next_from_reader(reader)
+    check_timeout(timeout)
+    m = reader.next()
+    if m is not None:
+        return m
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        if await _wait_reader(reader, remaining, DEFAULT_SPIN_S):
+            m = reader.next()
+            if m is not None:
+                return m
+            await asyncio.sleep(0.001)  # a segment end whose next segment is not there yet
+        else:
+            m = reader.next()
+            if m is not None:
+                return m
 
 
 async def next_from_fanin(fanin: Any) -> tuple[int, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
 import os
 import struct
@@ -106,6 +107,56 @@ class RollCounts(NamedTuple):
     #: Of the ``prepared`` rolls, those whose segment was a retired one recycled by the supplier
     #: (zeroed in place, no new pages: ``WriterConfig.recycle``).
     recycled: int = 0
+
+
+_BATCH_ARGS = ("type_ids", "payloads", "timestamps_ns")
+_OLD_BATCH_ARGS = ("payloads", "type_ids", "timestamps_ns")
+
+
+def _looks_like_payloads(first: Any) -> bool:
+    """True if append_batch's first argument is payloads (the old order), not type ids."""
+    if isinstance(first, (int, float, np.number)):
+        return False
+    if isinstance(first, np.ndarray):
+        return first.ndim == 2 or (first.ndim == 1 and first.dtype.names is not None)
+    if isinstance(first, (list, tuple)):
+        return bool(first) and not isinstance(first[0], (int, np.integer))
+    return True  # bytes, a generator or another iterable: type ids are an int, a sequence or an array
+
+
+def _batch_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Bind append_batch's arguments: ``(type_ids, payloads, timestamps_ns)``, from either order."""
+    unknown = sorted(set(kwargs) - set(_BATCH_ARGS))
+    if unknown or len(args) > 3:
+        raise ArgumentTypeError(
+            f"append_batch(type_ids, payloads, timestamps_ns=None) got {'unknown keywords ' + str(unknown) if unknown else f'{len(args)} positional arguments'}"
+        )
+    old = "payloads" not in kwargs and bool(args) and _looks_like_payloads(args[0])
+    names = _OLD_BATCH_ARGS if old else _BATCH_ARGS
+    bound = dict(kwargs)
+    for name, value in zip(names, args):
+        if name in bound:
+            raise ArgumentTypeError(f"append_batch got two values for {name}")
+        bound[name] = value
+    if old:
+        import warnings
+
+        warnings.warn(
+            "append_batch(payloads, type_ids) is deprecated: the order is now append_batch(type_ids, payloads, "
+            "timestamps_ns), like append(type_id, payload)", DeprecationWarning, stacklevel=3,
+        )
+    bound.setdefault("type_ids", 0)
+    if "payloads" not in bound:
+        raise ArgumentTypeError("append_batch(type_ids, payloads): the payloads are missing; e.g. append_batch(0, [b'a', b'b'])")
+    return bound["type_ids"], bound["payloads"], bound.get("timestamps_ns")
+
+
+def _append_batch_signature(
+    self, type_ids: int | Sequence[int] | np.ndarray, payloads: Any,  # type: ignore[no-untyped-def]
+    timestamps_ns: int | Sequence[int] | np.ndarray | None = None,
+) -> int:
+    """The signature ``QueueWriter.append_batch`` shows (it also binds the old order)."""
+    raise NotImplementedError
 
 
 class QueueWriter:
@@ -327,24 +378,22 @@ class QueueWriter:
             _wake_if_waiting(self._ctl_arr)
         return seq
 
-    def append_batch(
-        self,
-        payloads: Any,
-        type_ids: int | Sequence[int] | np.ndarray = 0,
-        timestamps_ns: int | Sequence[int] | np.ndarray | None = None,
-    ) -> int:
+    def append_batch(self, *args: Any, **kwargs: Any) -> int:
         """Append many messages in one call; returns the seq of the first.
 
-        ``payloads`` is a 2-D C-contiguous array (one row per message), a 1-D
-        structured array (one element per message), or a sequence of bytes-like
-        objects. ``type_ids`` and ``timestamps_ns`` are scalars or per-message
-        arrays; the default timestamp is CLOCK_REALTIME at the call, for all.
-        Messages are committed in order; one wake covers the batch.
+        ``append_batch(type_ids, payloads, timestamps_ns=None)``: the order of :meth:`append`,
+        type ids first. ``payloads`` is a 2-D C-contiguous array (one row per message), a 1-D
+        structured array (one element per message), or a sequence of bytes-like objects.
+        ``type_ids`` and ``timestamps_ns`` are scalars or per-message arrays; the default
+        timestamp is CLOCK_REALTIME at the call, for all. Messages are committed in order; one
+        wake covers the batch. The old order, ``append_batch(payloads, type_ids=0, ...)``, still
+        works and warns (DeprecationWarning); it is told apart by the first argument's type.
 
         The whole batch is validated before any message is written: a bad argument or a too
         large payload appends nothing. A failure part-way (the disk filled at a roll) says how
         many went in: every error raised here carries ``appended`` (0 when nothing was).
         """
+        type_ids, payloads, timestamps_ns = _batch_args(args, kwargs)
         data, offsets = self._batch_layout(payloads)
         count = len(offsets) - 1
         if count == 0:
@@ -863,6 +912,16 @@ class QueueWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> "QueueWriter":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        # close() may join the segment supplier thread and flush: off the event loop. The writer
+        # is handed to that thread only after the last append of the block returned.
+        await asyncio.to_thread(self.close)
+
     def __del__(self) -> None:
         try:
             if not self._closed and self._housekeeper is not None:
@@ -873,3 +932,6 @@ class QueueWriter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"segment={self._seg_id} next_seq={self._ctl_q[_IDX_NEXT_SEQ]}"
         return f"<QueueWriter {self._path} epoch={getattr(self, '_epoch', '?')} {state}>"
+
+
+QueueWriter.append_batch.__signature__ = inspect.signature(_append_batch_signature)  # type: ignore[attr-defined]

@@ -44,7 +44,7 @@ def ticks(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 def write(queue_dir, a, ts, type_ids=7, config=TINY) -> None:
     with Queue.open_publisher(queue_dir, config) as w:
-        w.append_batch(a, type_ids, ts)
+        w.append_batch(type_ids, a, ts)
 
 
 def segments(d) -> list[int]:
@@ -114,7 +114,7 @@ def test_payload_bytes_without_a_dtype(queue_dir):
 def test_a_plain_dtype_gives_one_value_field(queue_dir):
     rows = np.arange(40, dtype=np.float32).reshape(10, 4)
     with Queue.open_publisher(queue_dir, TINY) as w:
-        w.append_batch(rows, 2, T0)
+        w.append_batch(2, rows, T0)
     r = fr.read_array(queue_dir, dtype=("f4", (4,)))
     assert r.dtype.names == ("seq", "timestamp_ns", "type_id", "value")
     np.testing.assert_array_equal(r["value"], rows)
@@ -241,9 +241,9 @@ def test_reading_starts_at_the_oldest_segment_still_kept(queue_dir):
 def test_a_wrong_sized_payload_is_an_error_naming_its_seq(queue_dir):
     a, ts = ticks(500)
     with Queue.open_publisher(queue_dir, TINY) as w:
-        w.append_batch(a[:321], 7, ts[:321])
+        w.append_batch(7, a[:321], ts[:321])
         w.append(7, b"short", T0)
-        w.append_batch(a[321:], 7, ts[321:])
+        w.append_batch(7, a[321:], ts[321:])
     with pytest.raises(InvalidArgumentError, match=r"seq 321\b.*5-byte.*24 bytes"):
         fr.read_array(queue_dir, dtype=TICK)
     assert len(fr.read_array(queue_dir, 0, 321, dtype=TICK)) == 321  # the range before it is fine
@@ -348,7 +348,7 @@ def test_reads_while_a_writer_appends(queue_dir):
         i = 0
         while i < len(a) and not stop.is_set():
             k = min(len(a), i + 37)
-            w.append_batch(a[i:k], 7, ts[i:k])
+            w.append_batch(7, a[i:k], ts[i:k])
             i = written[0] = k
             time.sleep(0.0002)  # a paced feed, so reads overlap it
 
@@ -403,7 +403,7 @@ def test_read_dataframe_flattens_sub_arrays_and_nested_fields(queue_dir):
     rows["bid"] = np.arange(15).reshape(5, 3)
     rows["top"]["qty"] = np.arange(5)
     with Queue.open_publisher(queue_dir, TINY) as w:
-        w.append_batch(rows, 1, T0)
+        w.append_batch(1, rows, T0)
     df = fr.read_dataframe(queue_dir, dtype=book)
     assert list(df.columns) == ["time", "timestamp_ns", "type_id", "bid_0", "bid_1", "bid_2", "top.px", "top.qty"]
     assert df["bid_2"].tolist() == [2.0, 5.0, 8.0, 11.0, 14.0] and df["top.qty"].tolist() == [0, 1, 2, 3, 4]

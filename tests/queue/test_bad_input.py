@@ -266,7 +266,7 @@ def test_a_payload_larger_than_max_payload_is_rejected_and_the_writer_goes_on(qu
 def test_a_batch_with_a_too_large_message_appends_nothing_and_says_so(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         with pytest.raises(ca.PayloadTooLargeError) as ei:
-            w.append_batch([b"a", b"b", b"x" * (w.max_payload + 1), b"d"])
+            w.append_batch(0, [b"a", b"b", b"x" * (w.max_payload + 1), b"d"])
         assert str(w.max_payload) in str(ei.value) and "message 2" in str(ei.value)
         assert ei.value.appended == 0 and "nothing of the batch was appended" in str(ei.value)
         assert [bytes(m.payload) for m in r] == []
@@ -352,7 +352,7 @@ def test_a_bad_append_batch_argument_is_a_typed_error_and_appends_nothing(queue_
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         payloads = kwargs.pop("payloads")
         with pytest.raises(cls):
-            w.append_batch(payloads, **kwargs)
+            w.append_batch(payloads=payloads, **kwargs)
         assert w.next_seq == 0
         assert w.append(0, b"ok") == 0
         assert [(m.seq, bytes(m.payload)) for m in r] == [(0, b"ok")]
@@ -370,7 +370,7 @@ def test_a_bad_append_batch_argument_is_a_typed_error_and_appends_nothing(queue_
 def test_bad_append_batch_type_ids_or_timestamps_are_typed_errors(queue_dir, kwargs):
     with Queue.open_publisher(queue_dir, TINY) as w:
         with pytest.raises(ca.ChronicleError) as ei:
-            w.append_batch([b"a", b"b"], **kwargs)
+            w.append_batch(payloads=[b"a", b"b"], **kwargs)
         assert any(k in str(ei.value) for k in kwargs)
         assert w.next_seq == 0
 
@@ -379,7 +379,7 @@ def test_bad_append_batch_type_ids_or_timestamps_are_typed_errors(queue_dir, kwa
 def test_append_batch_rejects_type_ids_that_do_not_fit_instead_of_wrapping_them(queue_dir, tid):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         with pytest.raises((ca.ArgumentTypeError, ca.InvalidArgumentError)) as ei:
-            w.append_batch([b"a", b"b"], type_ids=tid)
+            w.append_batch(tid, [b"a", b"b"])
         assert "type_ids" in str(ei.value)
         assert [m.type_id for m in r] == [], "nothing may be stored under a wrapped type id"
         assert w.next_seq == 0

@@ -46,7 +46,7 @@ def test_an_inherited_writer_refuses_to_append_in_the_child_and_the_parent_keeps
 
         def child() -> bool:
             ok = raises_fork_error(lambda: w.append(1, b"child"))
-            ok &= raises_fork_error(lambda: w.append_batch([b"a", b"b"]))
+            ok &= raises_fork_error(lambda: w.append_batch(0, [b"a", b"b"]))
             ok &= raises_fork_error(w.hot_handle)
             w.close()  # a no-op: must not mark the queue closed under the parent
             return ok

@@ -40,7 +40,7 @@ def as_tuple(m) -> tuple | None:
 def test_reference_seqs_are_contiguous_and_batches_return_the_first():
     q = ref.ReferenceQueue()
     assert q.append(1, b"a", 10) == 0
-    assert q.append_batch([b"b", b"c"], [2, 3], [11, 12]) == 1
+    assert q.append_batch([2, 3], [b"b", b"c"], [11, 12]) == 1
     assert q.next_seq == 3
     assert [m.seq for m in q.messages] == [0, 1, 2]
 
@@ -55,8 +55,9 @@ def test_reference_named_reader_resumes_at_its_commit_and_redelivers_the_rest():
     assert r.next().seq == 1
     again = q.open_reader("n")
     assert [m.seq for m in again.drain()] == [1, 2, 3]
-    assert q.open_reader("n", ref.LATEST).next() is None
-    assert q.open_reader("n", ref.EARLIEST).next().seq == 0
+    assert q.open_reader("n", ref.LATEST).next().seq == 1, "a name that committed resumes, whatever its start"
+    assert q.open_reader("n", ref.EARLIEST).next().seq == 1
+    assert q.open_reader("new", ref.LATEST).next() is None
 
 
 def test_reference_anonymous_reader_cannot_commit_and_starts_per_mode():
@@ -143,8 +144,8 @@ class QueueMachine(RuleBasedStateMachine):
             arg = payloads
         tids = [(type_id + i) % 10 for i in range(len(payloads))]
         stamps = self._stamps(len(payloads))
-        first = self.writer.append_batch(arg, type_ids=tids, timestamps_ns=np.array(stamps, np.int64))
-        assert first == self.model.append_batch(payloads, tids, stamps)
+        first = self.writer.append_batch(tids, arg, timestamps_ns=np.array(stamps, np.int64))
+        assert first == self.model.append_batch(tids, payloads, stamps)
 
     # Rolling an empty segment is allowed too: a reader opened EARLIEST on a queue whose oldest segment
     # holds no message must still report the right next_seq.

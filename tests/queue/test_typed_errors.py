@@ -60,19 +60,19 @@ def test_opening_one_reader_name_twice_in_one_process_says_it_is_this_process(q)
 def test_append_batch_names_the_index_and_type_of_a_bad_item_and_appends_nothing(queue_dir, items, index, cls, words):
     with Queue.open_publisher(queue_dir, TINY) as w:
         with pytest.raises(cls) as ei:
-            w.append_batch(items)
+            w.append_batch(0, items)
         msg = str(ei.value)
         assert msg.startswith(f"append_batch: item {index}"), msg
         for word in words:
             assert word in msg, msg
         assert "list" not in msg, "the items are wrong, not the list"
         assert w.next_seq == 0, "nothing was appended"
-        assert w.append_batch([b"a", bytearray(b"b"), memoryview(b"c")]) == 0  # the writer is still usable
+        assert w.append_batch(0, [b"a", bytearray(b"b"), memoryview(b"c")]) == 0  # the writer is still usable
 
 
 def test_append_batch_of_something_that_is_not_a_sequence_still_names_the_container(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w:
         with pytest.raises(ca.ArgumentTypeError) as ei:
-            w.append_batch(42)
+            w.append_batch(0, 42)
         assert "payloads must be an array or a sequence of bytes-like, not int" in str(ei.value)
-        assert w.append_batch(p for p in (b"x", b"y")) == 0  # any iterable of bytes-like works
+        assert w.append_batch(0, (p for p in (b"x", b"y"))) == 0  # any iterable of bytes-like works

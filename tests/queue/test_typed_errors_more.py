@@ -33,9 +33,9 @@ def test_append_refuses_an_array_of_python_objects_and_writes_nothing(queue_dir,
 def test_append_batch_refuses_a_2d_array_of_python_objects(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w:
         with pytest.raises(ca.ArgumentTypeError, match="Python objects"):
-            w.append_batch(np.array([[object()], [object()]]))
+            w.append_batch(0, np.array([[object()], [object()]]))
         with pytest.raises(ca.ArgumentTypeError, match="item 1"):
-            w.append_batch([b"a", np.array([object()])])
+            w.append_batch(0, [b"a", np.array([object()])])
         assert w.next_seq == 0
 
 
@@ -48,7 +48,7 @@ def test_append_still_takes_plain_numeric_and_structured_arrays(queue_dir):
 def test_a_batch_with_a_too_large_message_in_the_middle_appends_nothing(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         with pytest.raises(ca.PayloadTooLargeError) as ei:
-            w.append_batch([b"a", b"x" * (w.max_payload + 1), b"c"])
+            w.append_batch(0, [b"a", b"x" * (w.max_payload + 1), b"c"])
         assert ei.value.appended == 0
         assert "message 1" in str(ei.value) and "nothing of the batch was appended" in str(ei.value)
         assert r.next() is None and w.next_seq == 0
@@ -57,7 +57,7 @@ def test_a_batch_with_a_too_large_message_in_the_middle_appends_nothing(queue_di
 def test_a_bad_type_id_in_a_batch_appends_nothing(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w:
         with pytest.raises(ca.InvalidArgumentError, match="nothing was appended"):
-            w.append_batch([b"a", b"b"], type_ids=[1, -1])
+            w.append_batch([1, -1], [b"a", b"b"])
         assert w.next_seq == 0
 
 

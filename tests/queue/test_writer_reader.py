@@ -169,7 +169,7 @@ def test_append_batch_of_a_2d_array_appends_one_message_per_row(queue_dir):
     rows = np.arange(40, dtype=np.float64).reshape(10, 4)
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         w.append(0, b"before")
-        assert w.append_batch(rows, type_ids=3) == 1
+        assert w.append_batch(3, rows) == 1
         assert w.next_seq == 11
         got = drain(r)
     assert [m.seq for m in got] == list(range(11))
@@ -184,7 +184,7 @@ def test_append_batch_of_a_structured_array_appends_one_message_per_element(queu
     recs["id"] = [10, 20, 30, 40, 50]
     recs["x"] = [0.5, 1.5, 2.5, 3.5, 4.5]
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
-        assert w.append_batch(recs) == 0
+        assert w.append_batch(0, recs) == 0
         got = drain(r)
     assert len(got) == 5
     for m, rec in zip(got, recs):
@@ -197,7 +197,7 @@ def test_append_batch_of_a_list_with_per_message_type_ids_and_timestamps(queue_d
     tids = [5, 4, 3, 2, 1]
     tss = np.array([100, 200, 300, 400, 500], np.int64)
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
-        assert w.append_batch(parts, type_ids=tids, timestamps_ns=tss) == 0
+        assert w.append_batch(tids, parts, timestamps_ns=tss) == 0
         got = drain(r)
     assert [(m.seq, m.type_id, m.timestamp_ns) for m in got] == [(i, tids[i], int(tss[i])) for i in range(5)]
     assert [bytes(m.payload) for m in got] == [b"", b"a", b"bc", b"def", np.arange(3, dtype=np.int16).tobytes()]
@@ -206,7 +206,7 @@ def test_append_batch_of_a_list_with_per_message_type_ids_and_timestamps(queue_d
 def test_append_batch_default_timestamp_is_the_call_time_for_all(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         before = time.time_ns()
-        w.append_batch([b"x"] * 4)
+        w.append_batch(0, [b"x"] * 4)
         after = time.time_ns()
         stamps = {m.timestamp_ns for m in r}
     assert len(stamps) == 1 and before <= stamps.pop() <= after
@@ -216,7 +216,7 @@ def test_append_batch_rolls_segments_as_needed(queue_dir):
     parts = [bytes([i % 256]) * (100 + i * 7 % 900) for i in range(300)]
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         w.append(0, b"first")
-        assert w.append_batch(parts, type_ids=np.arange(300) % 7) == 1
+        assert w.append_batch(np.arange(300) % 7, parts) == 1
         assert w.next_seq == 301
         assert w.segment_id >= 3
         got = payloads(r)
@@ -227,8 +227,8 @@ def test_append_batch_rolls_segments_as_needed(queue_dir):
 def test_append_batch_of_nothing_appends_nothing(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         w.append(0, b"a")
-        assert w.append_batch([]) == 1
-        assert w.append_batch(np.zeros((0, 8), np.uint8)) == 1
+        assert w.append_batch(0, []) == 1
+        assert w.append_batch(0, np.zeros((0, 8), np.uint8)) == 1
         assert w.next_seq == 1
         assert len(drain(r)) == 1
 
@@ -352,15 +352,25 @@ def test_named_reader_commit_survives_segment_rolls(queue_dir):
             assert [m.seq for m in r] == list(range(70, 100))
 
 
-def test_named_reader_with_explicit_start_ignores_its_commit(three):
+@pytest.mark.parametrize("start", [Start.EARLIEST, Start.LATEST, Start.COMMITTED])
+def test_a_named_reader_that_committed_resumes_after_its_commit_whatever_its_start(three, start):
     w, d = three
     with Queue.open_subscriber(d, "svc") as r:
-        drain(r)
-        r.commit()
-    with Queue.open_subscriber(d, "svc", Start.EARLIEST) as r:
         assert r.next().seq == 0
-    with Queue.open_subscriber(d, "svc", Start.LATEST) as r:
+        r.commit()
+    w.append(0, b"new")
+    with Queue.open_subscriber(d, "svc", start) as r:
+        assert [m.seq for m in r] == [1, 2, 3]
+
+
+def test_start_places_a_name_that_never_committed(three):
+    w, d = three
+    with Queue.open_subscriber(d, "new-early", Start.EARLIEST) as r:
+        assert r.next().seq == 0
+    with Queue.open_subscriber(d, "new-late", Start.LATEST) as r:
         assert r.next() is None
+    with Queue.open_subscriber(d, "new-early", Start.LATEST) as r:
+        assert r.next() is None, "it never committed: its start mode places it, at the tail"
 
 
 def test_named_readers_keep_independent_positions(three):
@@ -450,7 +460,7 @@ def test_seek_then_commit_moves_a_named_reader(spread):
 def test_seek_timestamp_finds_the_first_of_equal_timestamps_spanning_segments(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         w.append(0, b"a", timestamp_ns=100)
-        w.append_batch([b"x" * 1000] * 50, timestamps_ns=500)
+        w.append_batch(0, [b"x" * 1000] * 50, timestamps_ns=500)
         w.append(0, b"z", timestamp_ns=900)
         assert w.segment_id >= 2
         assert r.seek_timestamp(500)
@@ -460,7 +470,7 @@ def test_seek_timestamp_finds_the_first_of_equal_timestamps_spanning_segments(qu
 def test_seek_timestamp_with_equal_timestamps_inside_one_segment_finds_the_first(queue_dir):
     with Queue.open_publisher(queue_dir, TINY) as w, Queue.open_subscriber(queue_dir) as r:
         w.append(0, b"a", timestamp_ns=100)
-        w.append_batch([b"x"] * 5, timestamps_ns=500)
+        w.append_batch(0, [b"x"] * 5, timestamps_ns=500)
         assert r.seek_timestamp(500) and r.next().seq == 1
         assert r.seek_timestamp(101) and r.next().seq == 1
 
@@ -884,8 +894,8 @@ def test_a_closed_writer_raises_queue_closed_error(queue_dir):
     calls = [
         lambda: w.append(0, b"x"),
         lambda: w.append(0, bytearray(b"x")),
-        lambda: w.append_batch([b"x"]),
-        lambda: w.append_batch(np.zeros((2, 2), np.uint8)),
+        lambda: w.append_batch(0, [b"x"]),
+        lambda: w.append_batch(0, np.zeros((2, 2), np.uint8)),
         w.roll,
         w.flush,
         w.hot_handle,

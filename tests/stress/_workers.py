@@ -148,7 +148,7 @@ def cmd_writer(path: str, count: int | None, segment_size: int, max_size: int, b
         if batch:
             k = min(1 + mix64(seq ^ 0xBA7C) % batch, count - seq)
             seqs = range(seq, seq + k)
-            first = w.append_batch([payload(s, payload_size(s, max_size)) for s in seqs], [type_id_of(s) for s in seqs])
+            first = w.append_batch([type_id_of(s) for s in seqs], [payload(s, payload_size(s, max_size)) for s in seqs])
             if first != seq:
                 fail(f"append_batch returned first seq {first}, expected {seq}")
             seq += k
@@ -244,7 +244,7 @@ def cmd_appender(path: str, segment_size: int, max_size: int, batch: int = 0, ma
     while True:
         if batch:
             seqs = range(seq, seq + 1 + mix64(seq ^ 0xBA7C) % batch)
-            got = w.append_batch([payload(s, payload_size(s, max_size)) for s in seqs], [type_id_of(s) for s in seqs])
+            got = w.append_batch([type_id_of(s) for s in seqs], [payload(s, payload_size(s, max_size)) for s in seqs])
             n = len(seqs)
         else:
             got = w.append(type_id_of(seq), payload(seq, payload_size(seq, max_size)))
@@ -415,7 +415,7 @@ def cmd_scripted_writer(path: str, segment_size: int, max_size: int) -> None:
             sizes = [payload_size(s, max_size) for s in seqs]
             data = [payload(s, n) for s, n in zip(seqs, sizes)]
             t0 = time.monotonic()
-            first = w.append_batch(data, [type_id_of(s) for s in seqs])
+            first = w.append_batch([type_id_of(s) for s in seqs], data)
             if first != seq:
                 fail(f"append_batch returned first seq {first}, expected {seq}")
             emit("appended", t0=t0, written=[[s, n] for s, n in zip(seqs, sizes)], segment_id=w.segment_id)

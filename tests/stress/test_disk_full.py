@@ -237,7 +237,7 @@ def test_append_batch_on_full_disk_can_be_retried_without_duplicates(small_tmpfs
             payloads = [expected(s, MAX_SIZE)[1] for s in seqs]
             tids = [expected(s, MAX_SIZE)[0] for s in seqs]
             try:
-                assert w.append_batch(payloads, tids) == first
+                assert w.append_batch(tids, payloads) == first
             except DiskFullError as e:
                 error = e
                 break
@@ -251,7 +251,7 @@ def test_append_batch_on_full_disk_can_be_retried_without_duplicates(small_tmpfs
             f"{done} of the {batch} messages were appended, and the error does not say so: {error}"
         )
         cleanup_segments(queue, w.segment_id, w.segment_size, max_segments=2)  # free space
-        assert w.append_batch(payloads[done:], tids[done:]) == first + done
+        assert w.append_batch(tids[done:], payloads[done:]) == first + done
         total = w.next_seq
     finally:
         w.close()
