@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_non_negative_int, metavar="N", help="rounds to run (the suite's default: 3)")
     p.add_argument("--out", metavar="FILE", help="also write the markdown report here")
     p.set_defaults(func=_bench)
+
+    from . import admin, completion, publish
+
+    publish.register(sub, _type_id, _non_negative_int)
+    admin.register(sub, _non_negative_int)
+    completion.register(sub)
     return parser
 
 
