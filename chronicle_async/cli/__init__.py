@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import admin, completion, publish
 
     publish.register(sub, _type_id, _non_negative_int)
-    admin.register(sub, _non_negative_int)
+    admin.register(sub, _non_negative_int, _time_ns)
     completion.register(sub)
     return parser
 

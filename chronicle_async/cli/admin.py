@@ -12,8 +12,6 @@ import json
 import sys
 from typing import Any
 
-from .inspect import fmt_bytes
-
 _EXAMPLES_RM = """\
 examples:
   chronicle rm /dev/shm/bus/old-prices            asks first (on a terminal)
@@ -33,9 +31,9 @@ class Refused(Exception):
     """The user said no, or could not be asked: nothing was deleted (exit 1)."""
 
 
-def register(sub: Any, non_negative_int: Any) -> None:
+def register(sub: Any, non_negative_int: Any, time_ns: Any) -> None:
     """Add ``rm`` and ``purge`` to ``sub`` (the ``chronicle`` sub-parsers); ``non_negative_int``
-    is the argparse type of ``--before-seq``."""
+    and ``time_ns`` are the argparse types of ``--before-seq`` and ``--before-time``."""
     raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
         "rm", help="delete a queue folder (only the files the queue made)",
@@ -65,7 +63,7 @@ def register(sub: Any, non_negative_int: Any) -> None:
     before = p.add_mutually_exclusive_group(required=True)
     before.add_argument("--before-seq", type=non_negative_int, metavar="SEQ",
                         help="delete segments whose messages all have seq < SEQ")
-    before.add_argument("--before-time", metavar="TIME",
+    before.add_argument("--before-time", type=time_ns, metavar="TIME",
                         help="delete segments whose messages are all timestamped before TIME: ns since the "
                         "epoch, or ISO 8601 (no zone: UTC)")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -73,7 +71,7 @@ def register(sub: Any, non_negative_int: Any) -> None:
                    help="delete even segments holding a named reader's committed position")
     p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     p.add_argument("--json", action="store_true", help="print what was (or would be) deleted as JSON")
-    p.set_defaults(func=run_purge, parser=p)
+    p.set_defaults(func=run_purge)
 
 
 def confirm(question: str, yes: bool, verb: str) -> None:
@@ -93,6 +91,7 @@ def confirm(question: str, yes: bool, verb: str) -> None:
 def run_rm(args: argparse.Namespace) -> int:
     from ..queue import args as A
     from ..queue.remove import check_removable, queue_contents, remove_queue
+    from .inspect import fmt_bytes
 
     path = A.check_path(args.path)
     c = queue_contents(path)
@@ -124,6 +123,8 @@ def _plan_json(plan: Any, deleted: list[int] | None) -> str:
 
 
 def _describe(plan: Any) -> str:
+    from .inspect import fmt_bytes
+
     segs = plan.segments
     seqs = [s for s in segs if s.first_seq >= 0]
     span = f", seqs {seqs[0].first_seq}..{seqs[-1].last_seq}" if seqs else ""
@@ -133,16 +134,10 @@ def _describe(plan: Any) -> str:
 def run_purge(args: argparse.Namespace) -> int:
     from ..queue import args as A
     from ..queue.purge import plan_purge, purge
-    from .tail import parse_time
 
     path = A.check_path(args.path)
     if args.before_time is not None:
-        try:
-            before_ns = parse_time(args.before_time)
-        except (ValueError, OverflowError) as e:
-            args.parser.error(f"--before-time: {args.before_time!r} is neither ns since the epoch nor an ISO 8601 "
-                              f"time like 2024-05-01T12:00:00.5Z ({e})")
-        plan = plan_purge(path, before_ns=before_ns)
+        plan = plan_purge(path, before_ns=args.before_time)
     else:
         plan = plan_purge(path, before_seq=args.before_seq)
     if not plan.segments:

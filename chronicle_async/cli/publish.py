@@ -99,20 +99,26 @@ def length_prefixed_records(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def batches(messages: Iterable[bytes], limit: int, max_payload: int, too_large: Any) -> Iterator[list[bytes]]:
-    """Groups of up to ``limit`` messages (or :data:`BATCH_BYTES`); ``too_large(index, size)`` is
-    raised for a message over ``max_payload``, after the batch before it was yielded."""
+    """Groups of up to ``limit`` messages (or :data:`BATCH_BYTES`). ``too_large(index, size)`` is raised
+    for a message over ``max_payload``; before it (or a malformed input's error) is raised, the batch
+    gathered so far is yielded."""
+    from .._errors import ChronicleError
+
     batch: list[bytes] = []
     size = 0
-    for index, m in enumerate(messages):
-        if len(m) > max_payload:
-            if batch:
+    try:
+        for index, m in enumerate(messages):
+            if len(m) > max_payload:
+                raise too_large(index, len(m))
+            batch.append(m)
+            size += len(m)
+            if len(batch) >= limit or size >= BATCH_BYTES:
                 yield batch
-            raise too_large(index, len(m))
-        batch.append(m)
-        size += len(m)
-        if len(batch) >= limit or size >= BATCH_BYTES:
+                batch, size = [], 0
+    except ChronicleError:  # a bad message: the good ones before it still go out
+        if batch:
             yield batch
-            batch, size = [], 0
+        raise
     if batch:
         yield batch
 
@@ -132,12 +138,14 @@ def run_publish(args: argparse.Namespace) -> int:
             print(f"chronicle: publish: created queue {path} (segment size {w.segment_size:,} bytes)",
                   file=sys.stderr)
 
+        start = w.next_seq
+
         def too_large(index: int, size: int) -> Exception:
-            done = f"seqs {first}..{last}" if count else "none"
+            done = f" (seqs {start}..{start + index - 1})" if index else ""
             return PayloadTooLargeError(
                 f"message {index} is {size:,} bytes; queue {path} takes at most {w.max_payload:,} bytes per message "
-                f"(its segment size is {w.segment_size:,} bytes). It was not published; the {count} before it were "
-                f"({done}). Split the message, or publish to a new queue created with a larger --segment-size"
+                f"(its segment size is {w.segment_size:,} bytes). It was not published; the {index} before it "
+                f"were{done}. Split the message, or publish to a new queue created with a larger --segment-size"
             )
 
         source: Iterable[bytes]
