@@ -15,7 +15,6 @@ Writer restarts, closes and deaths do not end it; ``--count`` and ``--until`` do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from typing import Any, Callable
 
@@ -49,9 +48,8 @@ async def _follow(args: Any, path: str, owned: str | None, printer: Any, positio
                     waiting = asyncio.ensure_future(reader.wait_async(0.5))
                     await asyncio.wait({next_event, waiting}, return_when=asyncio.FIRST_COMPLETED)
                     if not waiting.done():
-                        waiting.cancel()
-                    with contextlib.suppress(BaseException):
-                        await waiting
+                        waiting.cancel()  # its registration goes at once
+                        await asyncio.wait({waiting})  # never raises what the task raised
                 else:
                     await asyncio.wait({next_event})
                 if not next_event.done():
@@ -73,8 +71,7 @@ async def _follow(args: Any, path: str, owned: str | None, printer: Any, positio
         finally:
             if not next_event.done():
                 next_event.cancel()
-                with contextlib.suppress(BaseException):
-                    await next_event
+                await asyncio.wait({next_event}, timeout=1.0)
             if reader is not None and not reader.closed and owned and printer.dirty and printer.committed_ok:
                 reader.commit()
 
