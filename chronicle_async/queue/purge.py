@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import files as F
-from .._errors import ChronicleError, CorruptSegmentError, InvalidArgumentError
+from .._errors import ChronicleError, CorruptSegmentError, InvalidArgumentError, QueuePermissionError
 from .lock import is_locked
 from .position import read_reader_position
 from .retention import delete_segments, reader_files
@@ -138,5 +138,18 @@ def plan_purge(queue_dir: str, *, before_seq: int | None = None, before_ns: int 
 
 def purge(plan: PurgePlan) -> list[int]:
     """Delete the segments of ``plan`` (never the head: it was checked when planned, and the head only
-    moves forward); returns the ids deleted (a segment already gone is skipped)."""
-    return delete_segments(plan.path, [s.segment for s in plan.segments if s.segment < plan.head_segment])
+    moves forward); returns the ids deleted (a segment already gone is skipped). QueuePermissionError,
+    deleting nothing, if this user may not delete files in the queue folder."""
+    if not os.access(plan.path, os.W_OK | os.X_OK):
+        st = os.stat(plan.path)
+        raise QueuePermissionError(
+            f"cannot delete segment files in {plan.path} (mode {st.st_mode & 0o777:o}, owned by uid {st.st_uid}; "
+            f"this process runs as uid {os.geteuid()}); nothing was deleted: run as the queue's owner"
+        )
+    try:
+        return delete_segments(plan.path, [s.segment for s in plan.segments if s.segment < plan.head_segment])
+    except PermissionError as e:
+        raise QueuePermissionError(
+            f"cannot delete {e.filename}: {e.strerror}; run as the queue's owner (the segments before it may "
+            "already be deleted: run purge again to finish)"
+        ) from None

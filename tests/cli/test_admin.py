@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -124,17 +126,52 @@ def test_rm_of_a_folder_that_is_not_a_queue_is_not_a_queue_error(tmp_path):
     assert (tmp_path / "data.csv").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may delete anything")
-def test_rm_without_write_permission_is_a_permission_error_and_deletes_nothing(tmp_path):
-    q = tmp_path / "q"
-    fill(q, 3)
-    os.chmod(q, 0o555)
+def as_another_user() -> list[str]:
+    """The command prefix that runs the console script as a user who does not own the queue
+    (root: uid 65534 through setpriv; anyone else: themselves, on a folder made read-only)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root needs setpriv to run the command as another user")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.fixture
+def read_only_queue():
+    """A queue (3 segments' worth) in a folder its owner keeps and others may only read."""
+    d = tempfile.mkdtemp(prefix="chronicle-perm-")  # under /tmp: another user may enter it
+    os.chmod(d, 0o755)
+    q = os.path.join(d, "q")
+    fill(q, 3 * PER_SEGMENT)
+    if os.geteuid() != 0:
+        os.chmod(q, 0o555)
     try:
-        p = chronicle("rm", q, "--yes")
-        assert p.returncode == 1 and p.stderr.startswith("chronicle: QueuePermissionError:")
-        assert (q / "control.cq").exists()
+        yield q
     finally:
         os.chmod(q, 0o755)
+        shutil.rmtree(d)
+
+
+def run_as_other(*args: object) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(as_another_user() + [CHRONICLE, *map(str, args)], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_rm_without_write_permission_is_a_permission_error_and_deletes_nothing(read_only_queue):
+    before = sorted(os.listdir(read_only_queue))
+    p = run_as_other("rm", read_only_queue, "--yes")
+    assert p.returncode == 1 and p.stderr.startswith("chronicle: QueuePermissionError:"), p.stderr
+    assert "nothing was deleted" in p.stderr
+    assert sorted(os.listdir(read_only_queue)) == before
+
+
+def test_purge_without_write_permission_is_a_permission_error_and_deletes_nothing(read_only_queue):
+    before = sorted(os.listdir(read_only_queue))
+    p = run_as_other("purge", read_only_queue, "--before-seq", PER_SEGMENT, "--yes")
+    assert p.returncode == 1 and p.stderr.startswith("chronicle: QueuePermissionError:"), p.stderr
+    assert sorted(os.listdir(read_only_queue)) == before
 
 
 # -- purge -------------------------------------------------------------------------------------
