@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .inspect import iso_ns
 from .._errors import InvalidArgumentError
 
 #: The fields every ``--format`` string may use.
@@ -113,3 +115,50 @@ def check_format(template: str, dt: np.dtype | None) -> None:
                 f"--format {template!r} uses {{{f}}}, which is not a field; the fields are "
                 + ", ".join("{" + n + "}" for n in sorted(names))
             )
+
+
+def make_renderer(args: Any) -> Callable[[int, int, int, Any], str]:
+    """``render(seq, timestamp_ns, type_id, payload) -> line`` for the options in ``args``:
+    ``--json``, ``--width``, ``--dtype``, ``--format`` (see the module notes)."""
+    from .tail import render_json, render_text, shown_payload, truncate
+
+    width = args.width if args.width is not None else (None if args.json else 200)
+    width = width or None  # 0: no truncation
+    dt = parse_dtype(args.dtype) if args.dtype else None
+    template = args.format
+    if template is not None:
+        check_format(template, dt)
+    if dt is None and template is None:
+        plain = render_json if args.json else render_text
+        return lambda seq, ts, type_id, payload: plain(seq, ts, type_id, payload, width)
+
+    def render(seq: int, ts: int, type_id: int, payload: Any) -> str:
+        n = len(payload)
+        fields = decode_fields(dt, payload) if dt is not None else None
+        note = size_note(dt, n) if dt is not None and fields is None else None
+        if args.json:
+            if fields is None:
+                return render_json(seq, ts, type_id, payload, width) if note is None else json.dumps(
+                    {"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
+                     "encoding": "hex", "payload": bytes(payload).hex(), "note": note}, ensure_ascii=False)
+            return json.dumps({"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
+                               "encoding": "dtype", "payload": fields}, ensure_ascii=False)
+        if fields is not None:
+            shown = fields_text(fields)
+        elif note is not None:
+            shown = f"hex:{bytes(payload).hex()} ({note})"
+        else:
+            shown = shown_payload(payload)
+        if template is None:
+            line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
+            return f"{line}  {truncate(shown, width, n)}" if shown else line
+        values: dict[str, Any] = {"seq": seq, "time": iso_ns(ts) or str(ts), "time_ns": ts, "type": type_id,
+                                  "len": n, "payload": truncate(shown, width, n)}
+        if dt is not None:
+            values.update(fields if fields is not None else dict.fromkeys(dt.names or ("value",), MISSING))
+        try:
+            return template.format_map(values)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+            return f"{seq}  --format failed on this message ({type(e).__name__}: {e}): {shown}"
+
+    return render

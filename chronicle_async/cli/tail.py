@@ -11,7 +11,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -63,13 +63,15 @@ def decode_payload(payload: Any) -> tuple[str, Any]:
     return "hex", data.hex()
 
 
-def _truncate(text: str, width: int | None, nbytes: int) -> str:
+def truncate(text: str, width: int | None, nbytes: int) -> str:
+    """``text`` cut to ``width`` characters, saying the payload's size, if it is longer."""
     if width and len(text) > width:
         return text[:width] + f"... ({nbytes:,} bytes)"
     return text
 
 
-def _show_text(payload: Any) -> str:
+def shown_payload(payload: Any) -> str:
+    """The payload as the text output shows it: compact JSON, escaped text, or ``hex:...``."""
     kind, value = decode_payload(payload)
     if kind == "json":
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -80,9 +82,9 @@ def _show_text(payload: Any) -> str:
 
 def render_text(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
     n = len(payload)
-    shown = _show_text(payload)
+    shown = shown_payload(payload)
     line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
-    return f"{line}  {_truncate(shown, width, n)}" if shown else line
+    return f"{line}  {truncate(shown, width, n)}" if shown else line
 
 
 def render_json(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
@@ -96,53 +98,6 @@ def render_json(seq: int, ts: int, type_id: int, payload: Any, width: int | None
     if truncated:
         rec["truncated"] = True
     return json.dumps(rec, ensure_ascii=False)
-
-
-def make_renderer(args: Any) -> Callable[[int, int, int, Any], str]:
-    """``render(seq, timestamp_ns, type_id, payload) -> line`` for the options in ``args``:
-    ``--json``, ``--width``, ``--dtype``, ``--format`` (see render.py)."""
-    from . import render as RD
-
-    width = args.width if args.width is not None else (None if args.json else 200)
-    width = width or None  # 0: no truncation
-    dt = RD.parse_dtype(args.dtype) if args.dtype else None
-    template = args.format
-    if template is not None:
-        RD.check_format(template, dt)
-    if dt is None and template is None:
-        plain = render_json if args.json else render_text
-        return lambda seq, ts, type_id, payload: plain(seq, ts, type_id, payload, width)
-
-    def render(seq: int, ts: int, type_id: int, payload: Any) -> str:
-        n = len(payload)
-        fields = RD.decode_fields(dt, payload) if dt is not None else None
-        note = RD.size_note(dt, n) if dt is not None and fields is None else None
-        if args.json:
-            if fields is None:
-                return render_json(seq, ts, type_id, payload, width) if note is None else json.dumps(
-                    {"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
-                     "encoding": "hex", "payload": bytes(payload).hex(), "note": note}, ensure_ascii=False)
-            return json.dumps({"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
-                               "encoding": "dtype", "payload": fields}, ensure_ascii=False)
-        if fields is not None:
-            shown = RD.fields_text(fields)
-        elif note is not None:
-            shown = f"hex:{bytes(payload).hex()} ({note})"
-        else:
-            shown = _show_text(payload)
-        if template is None:
-            line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
-            return f"{line}  {_truncate(shown, width, n)}" if shown else line
-        values: dict[str, Any] = {"seq": seq, "time": iso_ns(ts) or str(ts), "time_ns": ts, "type": type_id,
-                                  "len": n, "payload": _truncate(shown, width, n)}
-        if dt is not None:
-            values.update(fields if fields is not None else dict.fromkeys(dt.names or ("value",), RD.MISSING))
-        try:
-            return template.format_map(values)
-        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-            return f"{seq}  --format failed on this message ({type(e).__name__}: {e}): {shown}"
-
-    return render
 
 
 def _messages_until_empty(r: Any, types: frozenset[int] | None) -> Iterable[Any]:
@@ -239,6 +194,8 @@ class _Printer:
 
     def __init__(self, args: Any, out: TextIO, owned: str | None):
         self.types = frozenset(args.type) if args.type else None
+        from .render import make_renderer
+
         self.render = make_renderer(args)
         self.stop = _Stop(args)
         self.out = out
