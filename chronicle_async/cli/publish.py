@@ -161,7 +161,8 @@ def run_publish(args: argparse.Namespace) -> int:
             if stdin.isatty():
                 limit = 1  # someone is typing: each line goes out when entered
         for batch in batches(source, limit, w.max_payload, too_large):
-            seq = w.append_batch(type_ids=args.type_id, payloads=batch)  # by keyword: one meaning in either argument order
+            # by keyword: the same call whichever argument order this version's append_batch takes
+            seq = w.append_batch(type_ids=args.type_id, payloads=batch)
             first = seq if first is None else first
             last = seq + len(batch) - 1
             count += len(batch)

@@ -98,3 +98,11 @@ def test_publish_into_a_folder_of_other_files_is_not_a_queue(tmp_path):
     assert p.returncode == 1
     assert "NotAQueueError" in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_help_lists_publish_rm_purge_and_completion():
+    p = chronicle("--help")
+    assert p.returncode == 0
+    for command in ("publish", "rm", "purge", "completion"):
+        assert f"    {command} " in p.stdout or f"    {command}\n" in p.stdout, command
+        assert chronicle(command, "--help").stdout.startswith(f"usage: chronicle {command}")
