@@ -6,7 +6,7 @@ parks on ``reader.wait_async()`` while no message comes, racing the next discove
 
 - the queue does not exist yet: a notice on stderr, then wait; when it appears, print from its
   first message (``--from`` / ``--from-time`` still apply; ``--last`` does not: all is new);
-- the queue is deleted: print what is left to read, then wait for it again;
+- the queue is deleted: print what is left to read, say so on stderr, then wait for it again;
 - a new queue at the path: ``chronicle: tail: QUEUE was recreated; following the new queue from
   seq 0`` on stderr, then its messages from the first.
 
@@ -67,6 +67,8 @@ async def _follow(args: Any, path: str, owned: str | None, printer: Any, positio
                     if reader is not None and printer.drain(reader):  # what was written before the deletion
                         return 0
                     reader = None
+                    print(f"chronicle: tail: {path} was deleted; waiting for it to be created again",
+                          file=sys.stderr, flush=True)
                 next_event = asyncio.ensure_future(it.__anext__())
         finally:
             if not next_event.done():

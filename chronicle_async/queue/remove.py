@@ -55,9 +55,10 @@ def _regular(path: str) -> os.stat_result | None:
 def queue_contents(queue_dir: str) -> QueueContents:
     """Sort the entries of ``queue_dir`` (QueueNotFoundError if it does not exist, NotAQueueError if it
     is a file, or a folder without ``control.cq`` nor any other file a queue makes)."""
-    F.check_queue_dir(queue_dir, creating=True)
-    if not os.path.isdir(queue_dir):
+    if not F.exists(queue_dir, writing=True):
         raise QueueNotFoundError(f"no queue at {queue_dir}: the folder does not exist; check the path")
+    if not os.path.isdir(queue_dir):
+        raise NotAQueueError(f"{queue_dir} is a file, not a queue folder; pass the queue's folder")
     c = QueueContents(queue_dir)
     try:
         names = sorted(os.listdir(queue_dir))
@@ -80,7 +81,9 @@ def queue_contents(queue_dir: str) -> QueueContents:
     c.folders.append(queue_dir)
     if not any(os.path.basename(p) == L.CONTROL_FILE_NAME for p in c.files) and not c.segments:
         raise NotAQueueError(
-            f"{queue_dir} is not a queue: it has no {L.CONTROL_FILE_NAME} and no segment files; check the path"
+            f"{queue_dir} is not a queue: it has no {L.CONTROL_FILE_NAME} and no segment files"
+            + (f" (it holds {', '.join(os.path.basename(p) for p in c.foreign[:5])})" if c.foreign else "")
+            + "; check the path"
         )
     return c
 

@@ -210,6 +210,7 @@ def test_tail_F_waits_for_the_queue_then_follows_it_across_deletion_and_recreati
             w.append(1, b"first")
             assert t.next().endswith("first")
         shutil.rmtree(q)
+        assert t.next_err() == f"chronicle: tail: {q} was deleted; waiting for it to be created again"
         with Queue.open_publisher(q, TINY) as w:
             w.append(1, b"again0")
             w.append(1, b"again1")
