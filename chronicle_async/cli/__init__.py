@@ -23,6 +23,11 @@ examples:
   chronicle tail bus/prices --from-time 2024-05-01T12:00:00Z --type 1 --type 7
   chronicle tail bus/prices --name risk           from reader "risk"'s committed position (read-only)
   chronicle tail bus/prices --name audit --commit -f   consume as reader "audit", committing as it prints
+  chronicle tail bus/prices -F                    wait for the queue; follow it across deletion and re-creation
+  chronicle tail bus/prices --from 0 --count 5    the first 5 messages
+  chronicle tail bus/prices --from 0 --until 1000 seqs 0..999
+  chronicle tail bus/prices --format '{seq} {payload}'
+  chronicle tail .demo-bus/ticks --type 1 --dtype 'symbol:S8,price:<f8,qty:<i8,sent_ns:<i8,pad:S32'
 """
 
 
@@ -114,7 +119,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from .tail import run_tail
 
-    if args.follow or args.until_closed:
+    if args.follow or args.until_closed or args.retry:
         _catch_sigterm()
     if args.from_seq is None and args.from_time is None and args.last is None and not args.name:
         args.last = 10  # like tail(1)
@@ -229,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep waiting for new messages (spin, then park); Ctrl-C quits (exit 130)")
     p.add_argument("--until-closed", action="store_true",
                    help="follow until the writer closes the queue, then exit 0 (implies -f)")
+    p.add_argument("-F", dest="retry", action="store_true",
+                   help="follow the path, like tail -F: wait for a queue that does not exist yet, and go on with "
+                   "a new queue when it is deleted and created again (a notice on stderr)")
+    p.add_argument("--count", type=_non_negative_int, metavar="N", help="exit 0 after printing N messages")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--until", dest="until_seq", type=_non_negative_int, metavar="SEQ",
+                      help="exit 0 at the first message with seq >= SEQ (not printed)")
+    stop.add_argument("--until-time", type=_time_ns, metavar="TIME",
+                      help="exit 0 at the first message timestamped at or after TIME (ns or ISO 8601; not printed)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from", dest="from_seq", type=_non_negative_int, metavar="SEQ",
                        help="start at this seq (or the first after it still on disk)")
@@ -243,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --name: read AS that reader (takes its lock) and commit after printing")
     p.add_argument("--width", type=_non_negative_int, metavar="CHARS",
                    help="truncate shown payloads to CHARS characters (default: 200; with --json: none); 0 = never")
+    p.add_argument("--dtype", metavar="SPEC",
+                   help="decode payloads as one numpy structured value: NAME:TYPE,... (e.g. 'ts:<i8,px:<f8,qty:<i4') "
+                   "or a numpy dtype string ('i8,f8'); other sizes are shown as hex with a note")
+    p.add_argument("--format", metavar="STR",
+                   help="print each message with this Python format string over {seq} {time} {time_ns} {type} "
+                   "{len} {payload} and the --dtype fields, e.g. '{seq} {px:.2f}'")
     p.add_argument("--json", action="store_true", help="one JSON object per message (JSON Lines)")
     p.set_defaults(func=_tail, parser=p)
 
@@ -295,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_non_negative_int, metavar="N", help="rounds to run (the suite's default: 3)")
     p.add_argument("--out", metavar="FILE", help="also write the markdown report here")
     p.set_defaults(func=_bench)
+
+    from . import admin, completion, publish
+
+    publish.register(sub, _type_id, _non_negative_int)
+    admin.register(sub, _non_negative_int, _time_ns)
+    completion.register(sub)
     return parser
 
 
@@ -311,6 +337,20 @@ def _validate(args: argparse.Namespace) -> None:
         parser = args.parser
         if args.commit and not args.name:
             parser.error("--commit needs --name (an anonymous reader has no position to commit)")
+        if args.format is not None and args.json:
+            parser.error("--format and --json both say how to print: pick one")
+        if args.retry and args.until_closed:
+            parser.error("-F follows the queue across writers and re-creation; --until-closed stops at a close: pick one")
+        if args.dtype is not None or args.format is not None:
+            from .render import check_format, parse_dtype
+            from .._errors import ChronicleError
+
+            try:
+                dt = parse_dtype(args.dtype) if args.dtype is not None else None
+                if args.format is not None:
+                    check_format(args.format, dt)
+            except ChronicleError as e:
+                parser.error(str(e))
         if args.name:
             from ..queue.args import check_name
             from .._errors import ChronicleError

@@ -63,23 +63,28 @@ def decode_payload(payload: Any) -> tuple[str, Any]:
     return "hex", data.hex()
 
 
-def _truncate(text: str, width: int | None, nbytes: int) -> str:
+def truncate(text: str, width: int | None, nbytes: int) -> str:
+    """``text`` cut to ``width`` characters, saying the payload's size, if it is longer."""
     if width and len(text) > width:
         return text[:width] + f"... ({nbytes:,} bytes)"
     return text
 
 
-def render_text(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
+def shown_payload(payload: Any) -> str:
+    """The payload as the text output shows it: compact JSON, escaped text, or ``hex:...``."""
     kind, value = decode_payload(payload)
-    n = len(payload)
     if kind == "json":
-        shown = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    elif kind == "utf8":
-        shown = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    else:
-        shown = "hex:" + value
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if kind == "utf8":
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return "hex:" + value
+
+
+def render_text(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
+    n = len(payload)
+    shown = shown_payload(payload)
     line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
-    return f"{line}  {_truncate(shown, width, n)}" if shown else line
+    return f"{line}  {truncate(shown, width, n)}" if shown else line
 
 
 def render_json(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
@@ -134,81 +139,159 @@ def _no_such_reader(path: str, name: str, pos_file: str) -> Exception:
     )
 
 
-def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
-    from ..queue import args as A
+class _Stop:
+    """``--count`` and ``--until``/``--until-time``: when tail has printed enough."""
+
+    def __init__(self, args: Any):
+        self.left = args.count
+        self.until_seq = args.until_seq
+        self.until_ns = args.until_time
+
+    def reached(self, m: Any) -> bool:
+        """True if ``m`` is at or after ``--until`` (it is not printed)."""
+        return (self.until_seq is not None and m.seq >= self.until_seq) or (
+            self.until_ns is not None and m.timestamp_ns >= self.until_ns)
+
+    def printed(self) -> bool:
+        """Count one printed message; True once ``--count`` messages were printed."""
+        if self.left is None:
+            return False
+        self.left -= 1
+        return self.left <= 0
+
+    @property
+    def done_already(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+
+def position_reader(r: Any, args: Any, path: str, types: frozenset[int] | None, owned: str | None) -> list[Any]:
+    """Move ``r`` to where ``args`` says tail starts; returns messages already read (``--last`` with
+    ``--type``), to print first."""
     from ..queue import files as F
-    from .._errors import QueueDeletedError
-    from ..queue.queue import Queue
-    from ..queue.liveness import DisconnectReason
     from ..hot import layout as L
     from ..queue.position import read_reader_position
 
-    path = A.check_path(args.path)
-    types = frozenset(args.type) if args.type else None
-    follow = args.follow or args.until_closed
-    render = render_json if args.json else render_text
-    width = args.width if args.width is not None else (None if args.json else 200)
-    width = width or None  # 0: no truncation
+    if args.from_seq is not None:
+        r.seek(args.from_seq)
+    elif args.from_time is not None:
+        r.seek_timestamp(args.from_time)
+    elif args.last is not None:
+        return _seek_last(r, path, args.last, types)
+    elif args.name and not owned:
+        pos_file = os.path.join(path, L.READERS_DIR_NAME, args.name + L.READER_FILE_SUFFIX)
+        if not F.exists(pos_file):
+            raise _no_such_reader(path, args.name, pos_file)
+        if not os.access(pos_file, os.R_OK):
+            raise _private_reader(pos_file)
+        pos = read_reader_position(pos_file)
+        if pos is not None:
+            r.seek(pos[2])  # its committed next_seq; never committed: the earliest data
+    return []
 
-    owned = args.name if args.commit else None
-    r = Queue.open_subscriber(path, owned, "committed" if owned else "earliest")
-    committed_ok = True  # False while a returned message may not be printed yet (no commit then)
-    dirty = False
-    try:
-        backlog: list[Any] = []
-        dirty = owned is not None and (args.from_seq is not None or args.from_time is not None or args.last is not None)
-        if args.from_seq is not None:
-            r.seek(args.from_seq)
-        elif args.from_time is not None:
-            r.seek_timestamp(args.from_time)
-        elif args.last is not None:
-            backlog = _seek_last(r, path, args.last, types)
-        elif args.name and not owned:
-            pos_file = os.path.join(path, L.READERS_DIR_NAME, args.name + L.READER_FILE_SUFFIX)
-            if not F.exists(pos_file):
-                raise _no_such_reader(path, args.name, pos_file)
-            if not os.access(pos_file, os.R_OK):
-                raise _private_reader(pos_file)
-            pos = read_reader_position(pos_file)
-            if pos is not None:
-                r.seek(pos[2])  # its committed next_seq; never committed: the earliest data
-        out.writelines(render(m.seq, m.timestamp_ns, m.type_id, m.payload, width) + "\n" for m in backlog)
-        closed_seen = False
+
+class _Printer:
+    """Prints a reader's messages through the filters and stop conditions; commits for ``--commit``."""
+
+    def __init__(self, args: Any, out: TextIO, owned: str | None):
+        self.types = frozenset(args.type) if args.type else None
+        from .render import make_renderer
+
+        self.render = make_renderer(args)
+        self.stop = _Stop(args)
+        self.out = out
+        self.owned = owned
+        self.dirty = False
+        self.committed_ok = True  # False while a returned message may not be printed yet (no commit then)
+
+    def backlog(self, r: Any, messages: list[Any]) -> bool:
+        """Print already-read messages; True if a stop condition was met."""
+        for m in messages:
+            if self.stop.reached(m):
+                if self.owned:
+                    r.seek(m.seq)
+                return True
+            self.out.write(self.render(m.seq, m.timestamp_ns, m.type_id, m.payload) + "\n")
+            if self.stop.printed():
+                return True
+        return self.stop.done_already
+
+    def drain(self, r: Any) -> bool:
+        """Print every message available now; True if a stop condition was met (then flushed)."""
         while True:
             m = r.next()
             if m is None:
-                committed_ok = False
-                out.flush()  # printed means delivered: a failed flush (a closed pipe) commits nothing
-                committed_ok = True
-                if owned and dirty:
-                    r.commit()
-                    dirty = False
-                if not follow:
-                    break
-                if args.until_closed:
-                    if closed_seen:
-                        break  # drained after the writer closed: nothing more is coming
-                    if r.writer_status().state == "closed":
-                        closed_seen = True
-                        continue  # drain once more: appends before the close are all visible now
-                if not r.wait(timeout=0.5) and r.detect_disconnect() is DisconnectReason.QUEUE_DELETED:
-                    raise QueueDeletedError(
-                        f"queue {path} was deleted while tail followed it (after seq {r.next_seq - 1}); "
-                        "run tail again once the queue exists"
-                    )
+                self.flush(r)
+                return False
+            if self.stop.reached(m):
+                if self.owned:
+                    r.seek(m.seq)  # a named reader's position stays at the first message not printed
+                self.dirty = True
+                self.flush(r)
+                return True
+            self.dirty = True
+            if self.types is not None and m.type_id not in self.types:
                 continue
-            dirty = True
-            if types is not None and m.type_id not in types:
-                continue
-            committed_ok = False
-            out.write(render(m.seq, m.timestamp_ns, m.type_id, m.payload, width) + "\n")
-            committed_ok = True
-    finally:
+            self.committed_ok = False
+            self.out.write(self.render(m.seq, m.timestamp_ns, m.type_id, m.payload) + "\n")
+            self.committed_ok = True
+            if self.stop.printed():
+                self.flush(r)
+                return True
+
+    def flush(self, r: Any) -> None:
+        self.committed_ok = False
+        self.out.flush()  # printed means delivered: a failed flush (a closed pipe) commits nothing
+        self.committed_ok = True
+        if self.owned and self.dirty:
+            r.commit()
+            self.dirty = False
+
+    def close(self, r: Any) -> None:
         try:
-            if owned and dirty and committed_ok and not r.closed:
+            if self.owned and self.dirty and self.committed_ok and not r.closed:
                 r.commit()
         finally:
             r.close()
+
+
+def run_tail(args: Any, out: TextIO = sys.stdout) -> int:
+    from ..queue import args as A
+    from .._errors import QueueDeletedError
+    from ..queue.queue import Queue
+    from ..queue.liveness import DisconnectReason
+
+    path = A.check_path(args.path)
+    owned = args.name if args.commit else None
+    if args.retry:
+        from .follow import follow_across_recreation
+
+        return follow_across_recreation(args, path, owned, _Printer(args, out, owned), position_reader)
+    follow = args.follow or args.until_closed
+    printer = _Printer(args, out, owned)
+    r = Queue.open_subscriber(path, owned, "committed" if owned else "earliest")
+    try:
+        printer.dirty = owned is not None and (
+            args.from_seq is not None or args.from_time is not None or args.last is not None)
+        if printer.backlog(r, position_reader(r, args, path, printer.types, owned)):
+            printer.flush(r)
+            return 0
+        closed_seen = False
+        while not printer.drain(r):
+            if not follow:
+                break
+            if args.until_closed:
+                if closed_seen:
+                    break  # drained after the writer closed: nothing more is coming
+                if r.writer_status().state == "closed":
+                    closed_seen = True
+                    continue  # drain once more: appends before the close are all visible now
+            if not r.wait(timeout=0.5) and r.detect_disconnect() is DisconnectReason.QUEUE_DELETED:
+                raise QueueDeletedError(
+                    f"queue {path} was deleted while tail followed it (after seq {r.next_seq - 1}); "
+                    "run tail again once the queue exists, or follow it with -F"
+                )
+    finally:
+        printer.close(r)
     return 0
 
 
