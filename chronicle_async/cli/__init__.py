@@ -270,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
     p.set_defaults(func=_monitor)
 
+    from . import verify as verify_cmd
+
+    verify_cmd.register(sub)
+
     p = sub.add_parser(
         "bench", help="run the benchmark suite beside the peers (source checkout only)",
         description="Run `python -m benchmarks.run` from the source checkout (the folder holding benchmarks/, "
