@@ -270,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
     p.set_defaults(func=_monitor)
 
+    from . import export as export_cmd
     from . import verify as verify_cmd
 
     verify_cmd.register(sub)
+    export_cmd.register(sub, _type_id)
 
     p = sub.add_parser(
         "bench", help="run the benchmark suite beside the peers (source checkout only)",
