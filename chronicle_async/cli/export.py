@@ -41,23 +41,19 @@ def _bound(text: str) -> tuple[str, int]:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export; 0 on success. Errors propagate (the CLI prints them, exit 1)."""
-    from ..queue.export import export_queue, output_format, parse_dtype
+    from .._errors import InvalidArgumentError
+    from ..queue.export import export_queue, load_pyarrow, output_format, parse_dtype
 
     if output_format(args.out) is None:
         args.parser.error(f"-o {args.out}: the output file must end in .parquet or .csv")
-    from .._errors import InvalidArgumentError
-
     try:
         dtype = parse_dtype(args.dtype) if args.dtype else None
     except InvalidArgumentError as e:
         args.parser.error(str(e))
     try:
-        import pyarrow  # noqa: F401 - only to say what to install before reading anything
-    except ImportError:
-        from ..queue.export import INSTALL_HINT
-
-        print(f"chronicle: ModuleNotFoundError: export needs pyarrow, which is not installed: {INSTALL_HINT}",
-              file=sys.stderr)
+        load_pyarrow()  # say what to install before reading anything
+    except ModuleNotFoundError as e:
+        print(f"chronicle: ModuleNotFoundError: {e}", file=sys.stderr)
         return 1
     bounds = {}
     if args.start:

@@ -69,7 +69,8 @@ def parse_dtype(spec: str) -> np.dtype:
     return dt
 
 
-def _pyarrow() -> Any:
+def load_pyarrow() -> Any:
+    """The pyarrow module; ModuleNotFoundError naming the extra to install if it cannot be imported."""
     try:
         import pyarrow
     except ImportError:
@@ -144,7 +145,7 @@ def export_queue(path: str | os.PathLike, out: str, *, start_seq: int | None = N
     fmt = output_format(out)
     if fmt is None:
         raise InvalidArgumentError(f"{out}: the output must end in .parquet or .csv")
-    pa = _pyarrow()
+    pa = load_pyarrow()
     if os.path.exists(out) and not force:
         raise FileExistsError(errno.EEXIST, f"{out} exists: pass --force to overwrite it", out)
     wanted = set(types) if types else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -94,3 +95,15 @@ def test_export_to_an_unknown_extension_is_a_usage_error_naming_both_formats(que
     p = chronicle("export", path, "-o", tmp_path / "out.json")
     assert p.returncode == 2
     assert ".parquet" in p.stderr and ".csv" in p.stderr
+
+
+def test_export_without_pyarrow_says_which_extra_to_install(queue, tmp_path):
+    path, _written = queue
+    shadow = tmp_path / "no-pyarrow" / "pyarrow"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('pyarrow is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
+    p = chronicle("export", path, "-o", tmp_path / "x.parquet", env=env)
+    assert p.returncode == 1
+    assert "chronicle: ModuleNotFoundError:" in p.stderr and "pip install 'chronicle_async[export]'" in p.stderr
+    assert not (tmp_path / "x.parquet").exists()
