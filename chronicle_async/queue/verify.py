@@ -69,6 +69,19 @@ class VerifyReport:
         return not self.problems
 
 
+@kernel(inline="always")
+def _next_user_seq(base, size, off):
+    """The seq of a well-formed user record right at ``off``, else -1 (lookahead after a stray seq)."""
+    if off + L.RECORD_HEADER_LENGTH > size:
+        return -1
+    c = load_acquire_i32_at(base + off)
+    if c <= 0 or R.check_record(base, size, off, c) < 0:
+        return -1
+    if load_plain_i32_at(base + off + L.REC_TYPE_ID_OFFSET) == L.PADDING_TYPE_ID:
+        return -1
+    return load_plain_i64_at(base + off + L.REC_SEQ_OFFSET)
+
+
 @kernel
 def _walk_segment(seg, expected, may_jump, out):
     """Walk every record of one segment, writing defects to ``out`` (rows: offset, seq, kind, expected).
@@ -142,6 +155,7 @@ def _walk_segment(seg, expected, may_jump, out):
             may_jump = True
             off += rec
             continue
+        nxt_expected = seq + 1
         if expected >= 0 and not R.seq_in_order(seq, expected, may_jump):
             if n_prob < cap:
                 out[n_prob, 0] = off
@@ -149,10 +163,12 @@ def _walk_segment(seg, expected, may_jump, out):
                 out[n_prob, 2] = KIND_SEQ
                 out[n_prob, 3] = expected
                 n_prob += 1
+            if _next_user_seq(base, size, off + rec) == expected + 1:
+                nxt_expected = expected + 1  # one stray seq: the records after it continue the old run
         if first < 0:
             first = seq
         last = seq
-        expected = seq + 1
+        expected = nxt_expected
         may_jump = False
         off += rec
     return n_prob, records, first, last, code, off
@@ -204,7 +220,7 @@ def _describe(kind: int, seq: int, extra: int) -> str:
         return f"malformed record: commit word {extra} does not match its length or the record overruns the segment"
     if kind == KIND_CHECKSUM:
         return "payload or header does not match its checksum"
-    if seq == extra:
+    if seq == extra - 1:
         return f"seq {seq} repeated"
     if seq < extra:
         return f"seq went backwards: expected {extra}, found {seq}"

@@ -107,3 +107,15 @@ def test_export_without_pyarrow_says_which_extra_to_install(queue, tmp_path):
     assert p.returncode == 1
     assert "chronicle: ModuleNotFoundError:" in p.stderr and "pip install 'chronicle_async[export]'" in p.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_a_time_range_keeps_exactly_the_messages_stamped_inside_it(queue, tmp_path):
+    path, _written = queue
+    with Queue.open_subscriber(path, None, "earliest") as r:
+        stamps = [(m.seq, m.timestamp_ns) for m in r]
+    lo, hi = stamps[500][1], stamps[1499][1]
+    iso = lambda ns: np.datetime_as_string(np.datetime64(ns, "ns")) + "Z"  # noqa: E731
+    out = tmp_path / "window.parquet"
+    p = chronicle("export", path, "--from", iso(lo), "--until", iso(hi), "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert pq.read_table(out).column("seq").to_pylist() == [s for s, ts in stamps if lo <= ts <= hi]

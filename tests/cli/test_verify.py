@@ -111,6 +111,7 @@ def test_verify_reports_a_rewritten_seq_with_a_valid_checksum_as_a_seq_problem(q
     kinds = [(q["segment"], q["offset"], q["seq"], q["kind"]) for q in json.loads(p.stdout)["problems"]]
     assert (_seg(queue).name, off, seq - 3, "seq") in kinds
     assert "backwards" in json.loads(p.stdout)["problems"][0]["detail"]
+    assert len(json.loads(p.stdout)["problems"]) == 1  # the records after it continue the old run
 
 
 def test_verify_reports_a_segment_header_naming_another_segment_id(queue):
@@ -140,3 +141,18 @@ def test_verify_while_a_writer_holds_the_queue_open_is_clean_and_does_not_block_
         w.append(1, b"after verify")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "500 record(s)" in p.stdout
+
+
+def test_verify_reports_a_repeated_seq_and_a_gap_without_padding(queue):
+    recs = _records(_seg(queue))
+    off, seq, n = recs[30]
+    _patch(_seg(queue), off + L.REC_SEQ_OFFSET, "<q", seq - 1)  # repeats the seq before it
+    _reseal_checksum(_seg(queue), off, n)
+    off2, seq2, n2 = recs[40]
+    _patch(_seg(queue), off2 + L.REC_SEQ_OFFSET, "<q", seq2 + 5)  # five seqs vanish
+    _reseal_checksum(_seg(queue), off2, n2)
+    p = chronicle("verify", queue)
+    assert p.returncode == 1
+    assert f"offset {off} seq {seq - 1}: seq: seq {seq - 1} repeated" in p.stdout
+    assert f"offset {off2} seq {seq2 + 5}: seq: seq gap: expected {seq2}, found {seq2 + 5}" in p.stdout
+    assert "2 problem(s)" in p.stdout  # each stray seq reported once, not again at the record after it
