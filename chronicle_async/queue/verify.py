@@ -238,18 +238,30 @@ def verify_queue(path: str | os.PathLike, *, progress: Progress | None = None) -
         raise QueueNotFoundError(f"no queue at {queue_dir}: the folder does not exist; check the path")
     ctl, info = F.open_control(queue_dir, writable=False)
     ctl.close()
-    ids = F.list_segments(queue_dir)
-    sizes = {sid: os.path.getsize(F.segment_path(queue_dir, sid)) for sid in ids}
+    sizes = {}
+    for sid in F.list_segments(queue_dir):
+        try:
+            sizes[sid] = os.path.getsize(F.segment_path(queue_dir, sid))
+        except FileNotFoundError:  # deleted by retention since the listing
+            pass
+    ids = list(sizes)
     total = sum(sizes.values())
     out = np.zeros((_MAX_PROBLEMS_PER_SEGMENT, 4), dtype=np.int64)
     problems: list[Problem] = []
     done = records = 0
     first_seq: int | None = None
+    last_seq: int | None = None
     expected = -1
     pending_open: tuple[str, int] | None = None  # a segment that ended without an end marker
     for sid in ids:
         name = L.segment_file_name(sid)
-        with _ReadOnlySegment(F.segment_path(queue_dir, sid)) as seg:
+        try:
+            mapped = _ReadOnlySegment(F.segment_path(queue_dir, sid))
+        except FileNotFoundError:  # deleted by retention meanwhile: what follows may start later
+            done += sizes[sid]
+            expected = -1
+            continue
+        with mapped as seg:
             bad = _header_problem(name, seg, sid, info.segment_size, info.queue_id)
             if bad is not None:
                 problems.append(bad)
@@ -274,9 +286,13 @@ def verify_queue(path: str | os.PathLike, *, progress: Progress | None = None) -
         records += recs
         if first >= 0 and first_seq is None:
             first_seq = first
+        if n >= _MAX_PROBLEMS_PER_SEGMENT:
+            problems.append(Problem(name, int(stop), None, "framing",
+                                    f"more than {_MAX_PROBLEMS_PER_SEGMENT} problems in this segment; the rest are not listed"))
         if last >= 0:
             expected = last + 1
+            last_seq = last
         done += sizes[sid]
         if progress:
             progress(done, total)
-    return VerifyReport(queue_dir, len(ids), records, total, first_seq, expected - 1 if expected >= 0 else None, problems)
+    return VerifyReport(queue_dir, len(ids), records, total, first_seq, last_seq, problems)
