@@ -1,8 +1,8 @@
 """The ``chronicle`` command. Imports are lazy so ``chronicle --help`` compiles nothing.
 
-Commands: ``demo``, ``inspect``, ``tail``, ``readers``, ``monitor``, ``bench``. Errors are
-printed as ``chronicle: <TypeName>: message``; the exit code is 1 for an error from the
-library or the file system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
+Commands: ``demo``, ``ls``, ``inspect``, ``tail``, ``publish``, ``readers``, ``monitor``, ``rm``,
+``purge``, ``verify``, ``export``, ``bench``, ``completion``. Errors are printed as ``chronicle: <TypeName>: message``; the exit code is 1 for
+an error from the library or the file system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import argparse
 import os
 import signal
 import sys
+
+from .bench import find_benchmarks  # noqa: F401 - re-exported: where the source checkout's suite is
 
 _EXAMPLES_TAIL = """\
 payloads are shown as JSON if they parse, else as UTF-8 text if printable, else as hex:
@@ -151,43 +153,6 @@ def _monitor(args: argparse.Namespace) -> int:
     return run_monitor(args)
 
 
-def find_benchmarks() -> str | None:
-    """The source checkout holding ``benchmarks/run.py``: beside this package, or the cwd."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for d in dict.fromkeys((here, os.getcwd())):
-        if os.path.isfile(os.path.join(d, "benchmarks", "run.py")) and os.path.isfile(
-            os.path.join(d, "benchmarks", "__init__.py")
-        ):
-            return d
-    return None
-
-
-def _bench(args: argparse.Namespace) -> int:
-    import subprocess
-
-    root = find_benchmarks()
-    if root is None:  # an installed package (pip install .) carries no benchmarks/
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        print(
-            "chronicle: bench: the benchmark suite is not installed with the package: it lives in the source "
-            f"checkout's benchmarks/ folder (looked beside the package, {here}, and in the current folder, "
-            f"{os.getcwd()}). To run it, clone the repository and run `make bench` there (or `chronicle bench` "
-            "from inside the clone)",
-            file=sys.stderr,
-        )
-        return 1
-    cmd = [sys.executable, "-m", "benchmarks.run"]
-    for flag in ("quick", "hotcore", "control"):
-        if getattr(args, flag):
-            cmd.append(f"--{flag}")
-    if args.rounds is not None:
-        cmd += ["--rounds", str(args.rounds)]
-    if args.out:
-        cmd += ["--out", os.path.abspath(args.out)]
-    print(f"chronicle bench: running {' '.join(cmd[1:])} in {root}", file=sys.stderr, flush=True)
-    return subprocess.call(cmd, cwd=root)
-
-
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -304,22 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
     p.set_defaults(func=_monitor)
 
-    p = sub.add_parser(
-        "bench", help="run the benchmark suite beside the peers (source checkout only)",
-        description="Run `python -m benchmarks.run` from the source checkout (the folder holding benchmarks/, "
-        "beside this package or the current folder) with these options.",
-    )
-    p.add_argument("--quick", action="store_true", help="a tenth of the messages (a smoke run)")
-    p.add_argument("--hotcore", action="store_true", help="only the hot-core figures")
-    p.add_argument("--control", action="store_true", help="the control-plane figures")
-    p.add_argument("--rounds", type=_non_negative_int, metavar="N", help="rounds to run (the suite's default: 3)")
-    p.add_argument("--out", metavar="FILE", help="also write the markdown report here")
-    p.set_defaults(func=_bench)
-
     from . import admin, completion, publish
+    from . import bench as bench_cmd
+    from . import export as export_cmd
+    from . import verify as verify_cmd
 
     publish.register(sub, _type_id, _non_negative_int)
     admin.register(sub, _non_negative_int, _time_ns)
+    verify_cmd.register(sub)
+    export_cmd.register(sub, _type_id)
+    bench_cmd.register(sub)
     completion.register(sub)
     return parser
 
