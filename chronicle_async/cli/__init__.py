@@ -1,6 +1,6 @@
 """The ``chronicle`` command. Imports are lazy so ``chronicle --help`` compiles nothing.
 
-Commands: ``demo``, ``inspect``, ``tail``, ``readers``, ``monitor``, ``bench``. Errors are
+Commands: ``demo``, ``inspect``, ``ls``, ``tail``, ``readers``, ``monitor``, ``bench``. Errors are
 printed as ``chronicle: <TypeName>: message``; the exit code is 1 for an error from the
 library or the file system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
 """
@@ -101,14 +101,37 @@ def _demo(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import json
 
-    from .inspect import format_inspect, queue_snapshot
+    from .inspect import format_inspect, format_ls, ls_rows, queue_snapshot
+    from ..queue.info import is_bus_root, list_queues
 
+    if is_bus_root(args.path):  # no control.cq, but queues in its sub-folders: list them
+        queues = list_queues(args.path, args.ttl)
+        if args.json:
+            print(json.dumps({"path": os.path.abspath(args.path), "bus_root": True, "queues": ls_rows(queues)}, indent=2))
+        else:
+            print(f"{os.path.abspath(args.path)} is a bus root (not a queue); its queues:")
+            print(format_ls(args.path, queues))
+        return 0
     snap = queue_snapshot(args.path, args.ttl)
     if args.json:
         print(json.dumps(snap, indent=2))
     else:
         print(format_inspect(snap))
     return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspect import format_ls, ls_rows
+    from ..queue.info import list_queues
+
+    queues = list_queues(args.root, args.ttl)
+    if args.json:
+        print(json.dumps(ls_rows(queues), indent=2))
+    else:
+        print(format_ls(args.root, queues))
+    return 1 if any(q.error for q in queues) else 0
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -202,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "inspect", help="show a queue's format, segments, writer, first/last message and readers (read-only)",
+        epilog="Given a bus root (a folder without control.cq whose sub-folders are queues), it says so and lists "
+        "its queues as `chronicle ls` does.",
         description="Show a queue's format version, segment size, id, creation time, segment files, the writer's "
         "pid/epoch/state, whether its lock is held, heartbeat age and liveness, the first and last message "
         "(seq, time) and the number of named readers. Read-only: takes no lock, writes and creates nothing; "
@@ -212,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser(
+        "ls", help="list the queues under a bus root: writer, next seq, segments, disk, readers (read-only)",
+        description="List every queue under BUS_ROOT (each sub-folder holding a control.cq), by name: the "
+        "writer's state (open, closed, dead, stale, none), next seq, segment files, bytes on disk and named "
+        "readers (live). Read-only. Exit 1 if a queue cannot be read (listed with its error).",
+    )
+    p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
+    p.add_argument("--ttl", type=_positive_float, default=1.0,
+                   help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list (for scripts)")
+    p.set_defaults(func=_ls)
 
     p = sub.add_parser(
         "tail", help="print messages (JSON / text / hex), optionally following the queue",
