@@ -55,6 +55,16 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port number (0..65535)") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{v} is not a TCP port number (0..65535)")
+    return v
+
+
 def _type_id(text: str) -> int:
     v = _non_negative_int(text)
     if v > 0x7FFFFFFF:
@@ -294,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="live view of every queue under a bus root (writers, msgs/s, disk, reader lag)",
         description="A live terminal view of every queue under BUS_ROOT (its sub-folders; a queue folder is shown "
         "alone): writer state/pid/epoch, msgs/s, next seq, segments and bytes on disk, heartbeat, disconnect "
-        "reason, and each named reader's lag. Waits for a root or queues that do not exist yet. Read-only.",
+        "reason, and each named reader's lag, as a table that fits the terminal (columns shrink and end in an "
+        "ellipsis). WRITER is the one verdict on the writer: open, closed, dead (lock free), stale (no heartbeat "
+        "within --ttl), none. Waits for a root or queues that do not exist yet, except with --once, which fails "
+        "on a missing root. Read-only.",
     )
     p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
     p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between refreshes (default: %(default)s)")
@@ -305,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=_positive_float, default=1.0,
                    help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
+    p.add_argument("--sort", default="name", choices=("name", "writer", "next_seq", "rate", "lag", "segments",
+                                                      "disk", "heartbeat"),
+                   help="order of the queue rows: name (default) or largest first for rate, lag (the most lagging "
+                   "named reader), next_seq, segments, disk, heartbeat (oldest)")
+    p.add_argument("--prometheus", type=_port, metavar="PORT",
+                   help="also serve Prometheus metrics of every queue under BUS_ROOT on http://ADDR:PORT/metrics "
+                   "while monitoring (needs pip install 'chronicle_async[metrics]'); with --once the scrape "
+                   "endpoint closes when the snapshot is printed")
+    p.add_argument("--prometheus-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics endpoint listens on (default: %(default)s)")
     p.set_defaults(func=_monitor)
 
     p = sub.add_parser(

@@ -25,7 +25,7 @@ from ..hot import layout as L
 
 __all__ = [
     "MessageRange", "QueueInfo", "QueueSummary", "ReaderInfo", "SegmentsInfo", "WriterInfo",
-    "inspect_queue", "is_bus_root", "list_queues", "iso_ns",
+    "inspect_queue", "is_bus_root", "list_queues", "iso_ns", "writer_condition",
 ]
 
 _STATE_WORDS = {v: k for k, v in WRITER_STATE_NAMES.items()}
