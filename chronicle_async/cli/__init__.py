@@ -170,9 +170,18 @@ def _readers(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     from .monitor import run_monitor
 
+    if args.once and args.prometheus is not None:
+        print("chronicle monitor: error: --prometheus serves metrics while monitoring; drop --once", file=sys.stderr)
+        return 2
     if not args.once:
         _catch_sigterm()
-    return run_monitor(args)
+    try:
+        return run_monitor(args)
+    except ModuleNotFoundError as e:  # --prometheus without the metrics extra: the message names the pip command
+        if e.name != "prometheus_client":
+            raise
+        print(f"chronicle: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 def find_benchmarks() -> str | None:
@@ -324,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "named reader), next_seq, segments, disk, heartbeat (oldest)")
     p.add_argument("--prometheus", type=_port, metavar="PORT",
                    help="also serve Prometheus metrics of every queue under BUS_ROOT on http://ADDR:PORT/metrics "
-                   "while monitoring (needs pip install 'chronicle_async[metrics]'); with --once the scrape "
-                   "endpoint closes when the snapshot is printed")
+                   "while monitoring (needs pip install 'chronicle_async[metrics]'); not with --once (a scrape "
+                   "endpoint must outlive one snapshot)")
     p.add_argument("--prometheus-addr", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics endpoint listens on (default: %(default)s)")
     p.set_defaults(func=_monitor)

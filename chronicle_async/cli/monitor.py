@@ -285,6 +285,18 @@ def print_frame(console: Console, frame: RenderableType) -> None:
     console.file.write("".join(line.rstrip() + "\n" for line in cap.get().splitlines()))
 
 
+def start_metrics(root: str, args: Any) -> Any:
+    """The ``--prometheus`` endpoint for the queues under ``root`` (None without the option)."""
+    port = getattr(args, "prometheus", None)
+    if port is None:
+        return None
+    from ..control.metrics import serve_metrics
+
+    server = serve_metrics([root], port, args.prometheus_addr, ttl=args.ttl)  # names the extra when it is missing
+    print(f"chronicle monitor: serving Prometheus metrics on {server.url}", file=sys.stderr, flush=True)
+    return server
+
+
 def run_monitor(args: Any, out: TextIO = sys.stdout) -> int:
     from ..queue import args as A
     from .._errors import QueueNotFoundError
@@ -311,6 +323,7 @@ def run_monitor(args: Any, out: TextIO = sys.stdout) -> int:
             print(f"chronicle: {q['name']}: {q['error']}", file=sys.stderr)
         return 1 if errors else 0
     waiter = _Waiter(args.interval)
+    metrics = start_metrics(root, args)
     try:
         if console is None:
             while True:
@@ -331,3 +344,5 @@ def run_monitor(args: Any, out: TextIO = sys.stdout) -> int:
                 waiter.wait(root)
     finally:
         waiter.close()
+        if metrics is not None:
+            metrics.close()
