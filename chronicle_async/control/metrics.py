@@ -160,6 +160,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """``http://ADDR:PORT/metrics``."""
         return f"http://{self.addr}:{self.port}/metrics"
 
     def close(self) -> None:

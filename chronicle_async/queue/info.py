@@ -104,14 +104,17 @@ class WriterInfo:
 
     @property
     def alive(self) -> bool:
+        """True while the writer holds its lock and its heartbeat is younger than ``ttl``."""
         return self.condition is None
 
     @property
     def liveness(self) -> str:
+        """``"alive"``, or why the writer is gone (the names of ``DisconnectReason``, lower case)."""
         return "alive" if self.condition is None else self.condition
 
     @property
     def status(self) -> str:
+        """The verdict in one word: ``open`` (alive), ``closed``, ``dead``, ``stale`` or ``none``."""
         return _WRITER_WORDS.get(self.condition, self.condition or "open")
 
 
@@ -126,6 +129,7 @@ class MessageRange:
 
     @property
     def count_estimate(self) -> int:
+        """Messages from the first to the last on disk (seq arithmetic; 0 when there is none)."""
         if self.first_seq is None or self.last_seq is None:
             return 0
         return max(0, self.last_seq - self.first_seq + 1)
