@@ -60,7 +60,7 @@ def format_inspect(s: dict[str, Any]) -> str:
         segs = "none on disk"
     rows.append(("segments", segs))
     lock = "held" + (f" (pid {w['lock_owner_pid']})" if w["lock_owner_pid"] else "") if w["lock_held"] else "free"
-    rows.append(("writer", f"pid {w['pid'] or '-'}, epoch {w['epoch']}, state {w['state']}, lock {lock}"))
+    rows.append(("writer", f"{w['status']} (pid {w['pid'] or '-'}, epoch {w['epoch']}, state {w['state']}, lock {lock})"))
     hb = fmt_age(w["heartbeat_age"]) + (f" ({w['heartbeat']})" if w["heartbeat"] else "")
     rows.append(("heartbeat", hb))
     rows.append(("liveness", w["liveness"] + ("" if w["alive"] else f" (ttl {w['ttl']:g} s)")))

@@ -66,3 +66,13 @@ def test_ls_on_a_missing_root_fails_naming_it(tmp_path):
 def test_ls_on_a_root_without_queues_says_so(tmp_path):
     p = chronicle("ls", tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == f"no queues under {tmp_path}"
+
+
+def test_inspect_of_a_killed_writer_leads_with_dead_whatever_state_word_it_left(tmp_path):
+    with WriterProcess(tmp_path / "prices", 3) as wp:
+        wp.kill()
+        p = chronicle("inspect", tmp_path / "prices")
+    assert p.returncode == 0, p.stderr
+    writer = next(line for line in p.stdout.splitlines() if line.startswith("writer "))
+    assert writer.split(None, 1)[1] == f"dead (pid {wp.pid}, epoch 1, state open, lock free)"
+    assert "liveness   writer_died" in p.stdout
