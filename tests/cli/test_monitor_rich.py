@@ -31,10 +31,10 @@ def _queue(path, n: int, reader: str | None = None, read: int = 0) -> None:
             r.commit()
 
 
-def _on_a_terminal(args: list[str], columns: int, seconds: float | None = None) -> tuple[int, str]:
+def _on_a_terminal(args: list[str], columns: int, interrupt_when: str | None = None, times: int = 1) -> tuple[int, str]:
     """Run ``chronicle ARGS`` with its output on a pseudo-terminal ``columns`` wide; (exit status, screen text).
 
-    With ``seconds``, Ctrl-C (SIGINT) is sent after that long.
+    With ``interrupt_when``, Ctrl-C (SIGINT) is sent once that text has been drawn ``times`` times.
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
@@ -43,12 +43,15 @@ def _on_a_terminal(args: list[str], columns: int, seconds: float | None = None) 
     proc = subprocess.Popen([CHRONICLE, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     chunks: list[bytes] = []
-    deadline = time.monotonic() + (seconds if seconds is not None else 60)
+    deadline = time.monotonic() + 60
     interrupted = False
     while True:
-        if seconds is not None and not interrupted and time.monotonic() > deadline:
+        drawn = b"".join(chunks).decode(errors="replace")
+        if interrupt_when is not None and not interrupted and drawn.count(interrupt_when) >= times:
             proc.send_signal(signal.SIGINT)
             interrupted = True
+        if time.monotonic() > deadline:
+            proc.kill()
         ready, _, _ = select.select([master], [], [], 0.1)
         if ready:
             try:
@@ -82,7 +85,8 @@ def test_monitor_fits_a_60_column_terminal_one_line_per_queue_with_ellipsis(tmp_
 
 def test_live_monitor_on_a_terminal_redraws_until_ctrl_c(tmp_path):
     _queue(tmp_path / "orders", 5)
-    rc, screen = _on_a_terminal(["monitor", str(tmp_path), "--interval", "0.2"], columns=100, seconds=2.0)
+    rc, screen = _on_a_terminal(["monitor", str(tmp_path), "--interval", "0.2"], columns=100,
+                                interrupt_when="writer_closed", times=3)
     assert rc == 130, screen
     rows = [line for line in screen.splitlines() if line.startswith("orders")]
     assert len(rows) >= 2, screen  # drawn again at each refresh
