@@ -1,8 +1,9 @@
 """The ``chronicle`` command. Imports are lazy so ``chronicle --help`` compiles nothing.
 
 Commands: ``demo``, ``ls``, ``inspect``, ``tail``, ``publish``, ``readers``, ``monitor``, ``rm``,
-``purge``, ``verify``, ``export``, ``bench``, ``completion``. Errors are printed as ``chronicle: <TypeName>: message``; the exit code is 1 for
-an error from the library or the file system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
+``purge``, ``verify``, ``export``, ``bench``, ``completion``. Errors are printed as
+``chronicle: <TypeName>: message``; the exit code is 1 for an error from the library or the file
+system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
 """
 from __future__ import annotations
 
@@ -62,6 +63,16 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port number (0..65535)") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{v} is not a TCP port number (0..65535)")
+    return v
+
+
 def _type_id(text: str) -> int:
     v = _non_negative_int(text)
     if v > 0x7FFFFFFF:
@@ -108,14 +119,37 @@ def _demo(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import json
 
-    from .inspect import format_inspect, queue_snapshot
+    from .inspect import format_inspect, format_ls, ls_rows, queue_snapshot
+    from ..queue.info import is_bus_root, list_queues
 
+    if is_bus_root(args.path):  # no control.cq, but queues in its sub-folders: list them
+        queues = list_queues(args.path, args.ttl)
+        if args.json:
+            print(json.dumps({"path": os.path.abspath(args.path), "bus_root": True, "queues": ls_rows(queues)}, indent=2))
+        else:
+            print(f"{os.path.abspath(args.path)} is a bus root (not a queue); its queues:")
+            print(format_ls(args.path, queues))
+        return 0
     snap = queue_snapshot(args.path, args.ttl)
     if args.json:
         print(json.dumps(snap, indent=2))
     else:
         print(format_inspect(snap))
     return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspect import format_ls, ls_rows
+    from ..queue.info import list_queues
+
+    queues = list_queues(args.root, args.ttl)
+    if args.json:
+        print(json.dumps(ls_rows(queues), indent=2))
+    else:
+        print(format_ls(args.root, queues))
+    return 1 if any(q.error for q in queues) else 0
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -148,9 +182,18 @@ def _readers(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     from .monitor import run_monitor
 
+    if args.once and args.prometheus is not None:
+        print("chronicle monitor: error: --prometheus serves metrics while monitoring; drop --once", file=sys.stderr)
+        return 2
     if not args.once:
         _catch_sigterm()
-    return run_monitor(args)
+    try:
+        return run_monitor(args)
+    except ModuleNotFoundError as e:  # --prometheus without the metrics extra: the message names the pip command
+        if e.name != "prometheus_client":
+            raise
+        print(f"chronicle: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 # -- the parser --------------------------------------------------------------------------------
@@ -176,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "inspect", help="show a queue's format, segments, writer, first/last message and readers (read-only)",
+        epilog="Given a bus root (a folder without control.cq whose sub-folders are queues), it says so and lists "
+        "its queues as `chronicle ls` does.",
         description="Show a queue's format version, segment size, id, creation time, segment files, the writer's "
         "pid/epoch/state, whether its lock is held, heartbeat age and liveness, the first and last message "
         "(seq, time) and the number of named readers. Read-only: takes no lock, writes and creates nothing; "
@@ -186,6 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser(
+        "ls", help="list the queues under a bus root: writer, next seq, segments, disk, readers (read-only)",
+        description="List every queue under BUS_ROOT (each sub-folder holding a control.cq), by name: the "
+        "writer's state (open, closed, dead, stale, none), next seq, segment files, bytes on disk and named "
+        "readers (live). Read-only. Exit 1 if a queue cannot be read (listed with its error).",
+    )
+    p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
+    p.add_argument("--ttl", type=_positive_float, default=1.0,
+                   help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list (for scripts)")
+    p.set_defaults(func=_ls)
 
     p = sub.add_parser(
         "tail", help="print messages (JSON / text / hex), optionally following the queue",
@@ -256,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="live view of every queue under a bus root (writers, msgs/s, disk, reader lag)",
         description="A live terminal view of every queue under BUS_ROOT (its sub-folders; a queue folder is shown "
         "alone): writer state/pid/epoch, msgs/s, next seq, segments and bytes on disk, heartbeat, disconnect "
-        "reason, and each named reader's lag. Waits for a root or queues that do not exist yet. Read-only.",
+        "reason, and each named reader's lag, as a table that fits the terminal (columns shrink and end in an "
+        "ellipsis). WRITER is the one verdict on the writer: open, closed, dead (lock free), stale (no heartbeat "
+        "within --ttl), none. Waits for a root or queues that do not exist yet, except with --once, which fails "
+        "on a missing root. Read-only.",
     )
     p.add_argument("root", metavar="BUS_ROOT", help="the folder whose sub-folders are queues")
     p.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between refreshes (default: %(default)s)")
@@ -267,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=_positive_float, default=1.0,
                    help="heartbeat age (s) above which a writer is stale (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON snapshot per refresh (JSON Lines)")
+    p.add_argument("--sort", default="name", choices=("name", "writer", "next_seq", "rate", "lag", "segments",
+                                                      "disk", "heartbeat"),
+                   help="order of the queue rows: name (default) or largest first for rate, lag (the most lagging "
+                   "named reader), next_seq, segments, disk, heartbeat (oldest)")
+    p.add_argument("--prometheus", type=_port, metavar="PORT",
+                   help="also serve Prometheus metrics of every queue under BUS_ROOT on http://ADDR:PORT/metrics "
+                   "while monitoring (needs pip install 'chronicle_async[metrics]'); not with --once (a scrape "
+                   "endpoint must outlive one snapshot)")
+    p.add_argument("--prometheus-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics endpoint listens on (default: %(default)s)")
     p.set_defaults(func=_monitor)
 
     from . import admin, completion, publish

@@ -1,21 +1,26 @@
-"""``chronicle monitor``: a live view of every queue under a bus root (plain ANSI redraw).
+"""``chronicle monitor``: a live view of every queue under a bus root (a rich table that fits the terminal).
 
 A bus root is a folder whose immediate sub-folders are queues (a queue folder given
 as the root is shown alone). Every frame is built from read-only snapshots
-(``_cli_inspect.queue_snapshot``): nothing is locked, opened for writing or created.
+(``chronicle_async.queue.info.inspect_queue``): nothing is locked, opened for writing or created.
 While the root (or a queue) does not exist yet the view says what it waits for;
 between frames it sleeps on an inotify watch (``watchfiles``, non-recursive) of the
 root, or of its nearest existing parent, so a queue appearing shows up at once.
-A queue this user may not read is shown as an error (not as waiting); ``--once`` then exits 1.
+A queue this user may not read is shown as an error (not as waiting); ``--once`` then exits 1,
+and ``--once`` on a root that does not exist fails at once (there is nothing to wait for).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 from .inspect import fmt_age, fmt_bytes, iso_ns, queue_snapshot
 from .._errors import ChronicleError, NotAQueueError, QueuePermissionError
@@ -109,7 +114,7 @@ class Monitor:
         except (ChronicleError, OSError) as e:
             q["error"] = f"{type(e).__name__}: {e}"
             return q
-        w, nseq = s["writer"], s["head"]["next_seq"]
+        w, nseq = s["writer"], s["head"]["next_seq"]  # w["status"]: the one writer verdict (open, dead, ...)
         rate = None
         prev = self._prev.get(path)
         if prev is not None and now > prev[1] and nseq >= prev[0]:
@@ -125,7 +130,7 @@ class Monitor:
             status = f"epoch_changed {change[0]}->{change[1]}"
         q.update(
             ready=True,
-            writer=w["state"], pid=w["pid"], epoch=w["epoch"], alive=w["alive"], lock_held=w["lock_held"],
+            writer=w["status"], pid=w["pid"], epoch=w["epoch"], alive=w["alive"], lock_held=w["lock_held"],
             heartbeat_age=w["heartbeat_age"], next_seq=nseq, msgs_per_s=rate,
             segments=s["segments"]["count"], bytes_on_disk=s["segments"]["bytes_on_disk"],
             status=status,
@@ -138,41 +143,80 @@ class Monitor:
         return q
 
 
-def render(snap: dict[str, Any], interval: float | None) -> str:
+#: ``--sort`` keys: the column and whether larger values come first.
+SORT_KEYS = {
+    "name": (lambda q: q["name"], False),
+    "writer": (lambda q: q.get("writer") or "", False),
+    "next_seq": (lambda q: q.get("next_seq") or 0, True),
+    "rate": (lambda q: q.get("msgs_per_s") or 0.0, True),
+    "lag": (lambda q: max((r["lag_messages"] or 0 for r in q.get("readers", ())), default=0), True),
+    "segments": (lambda q: q.get("segments") or 0, True),
+    "disk": (lambda q: q.get("bytes_on_disk") or 0, True),
+    "heartbeat": (lambda q: q.get("heartbeat_age") if q.get("heartbeat_age") is not None else math.inf, True),
+}
+#: Width of a frame written to a pipe or file (scripts want whole lines, whatever ``COLUMNS`` says).
+PIPE_WIDTH = 250
+_STYLES = {"open": "green", "closed": "yellow", "dead": "bold red", "stale": "red", "none": "dim"}
+
+
+def sort_queues(queues: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The queues ordered by ``key`` (one of ``SORT_KEYS``); not-ready queues last, by name."""
+    get, desc = SORT_KEYS[key]
+    ready = sorted((q for q in queues if q["ready"]), key=lambda q: q["name"])
+    ready.sort(key=get, reverse=desc)
+    return ready + sorted((q for q in queues if not q["ready"]), key=lambda q: q["name"])
+
+
+def _reader_line(r: dict[str, Any]) -> str:
+    lag = f"lag {r['lag_messages']:,} msgs / {fmt_bytes(r['lag_bytes'])}" if r["committed"] else "never committed"
+    when = f", committed {fmt_age(r['commit_age'])}" if r["committed"] else ""
+    pin = ", holds retention" if r["holds_retention"] else ""
+    return f"    reader {r['name']}: {'live' if r['live'] else 'dead'}, {lag}{when}{pin}"
+
+
+def render(snap: dict[str, Any], interval: float | None, sort: str = "name") -> RenderableType:
+    """One frame: a header line, a table of queues (columns shrink and ellipsize to fit), reader lines."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     head = f"chronicle monitor {snap['root']}  {snap['time']}"
     if interval is not None:
         head += f"  (every {interval:g} s; Ctrl-C quits)"
-    lines = [head, ""]
+    parts: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis"), Text("")]
     if snap["waiting"]:
-        lines.append(snap["waiting"])
-    queues = snap["queues"]
-    if queues:
-        cols = ("QUEUE", "WRITER", "PID", "EPOCH", "NEXT_SEQ", "MSG/S", "SEGS", "DISK", "HEARTBEAT", "STATUS")
-        rows: list[tuple[str, ...]] = []
-        extra: dict[int, list[str]] = {}
-        for q in queues:
-            if not q["ready"]:
-                rows.append((q["name"], "-", "-", "-", "-", "-", "-", "-", "-", q["error"] or q["waiting"]))
-                continue
-            rows.append((
-                q["name"], q["writer"], str(q["pid"] or "-"), str(q["epoch"]), f"{q['next_seq']:,}",
-                fmt_rate(q["msgs_per_s"]), str(q["segments"]), fmt_bytes(q["bytes_on_disk"]),
-                fmt_age(q["heartbeat_age"]), q["status"],
-            ))
-            sub = []
-            for r in q["readers"]:
-                lag = (f"lag {r['lag_messages']:,} msgs / {fmt_bytes(r['lag_bytes'])}" if r["committed"]
-                       else "never committed")
-                when = f", committed {fmt_age(r['commit_age'])}" if r["committed"] else ""
-                pin = ", holds retention" if r["holds_retention"] else ""
-                sub.append(f"    reader {r['name']}: {'live' if r['live'] else 'dead'}, {lag}{when}{pin}")
-            extra[len(rows) - 1] = sub
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(cols)).rstrip())
-        for i, r in enumerate(rows):
-            lines.append("  ".join(v.ljust(widths[j]) for j, v in enumerate(r)).rstrip())
-            lines += extra.get(i, [])
-    return "\n".join(lines)
+        parts.append(Text(snap["waiting"], no_wrap=True, overflow="ellipsis"))
+    queues = sort_queues(snap["queues"], sort)
+    if not queues:
+        return Group(*parts)
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, expand=False)
+    for name in ("QUEUE", "WRITER", "PID", "EPOCH", "NEXT_SEQ", "MSG/S", "SEGS", "DISK", "HEARTBEAT", "STATUS"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=min(len(name), 4),
+                         justify="left", header_style="bold")
+    readers: list[str] = []
+    for q in queues:
+        if not q["ready"]:
+            cells = (q["name"], "-", "-", "-", "-", "-", "-", "-", "-", q["error"] or q["waiting"])
+            table.add_row(*(Text(c) for c in cells), style="red" if q["error"] else "dim")
+            continue
+        cells = (q["name"], q["writer"], str(q["pid"] or "-"), str(q["epoch"]), f"{q['next_seq']:,}",
+                 fmt_rate(q["msgs_per_s"]), str(q["segments"]), fmt_bytes(q["bytes_on_disk"]),
+                 fmt_age(q["heartbeat_age"]), q["status"])
+        table.add_row(*(Text(c) for c in cells), style=_STYLES.get(q["writer"], ""))
+        readers += [f"{q['name']}:"] + [_reader_line(r) for r in q["readers"]] if q["readers"] else []
+    parts.append(table)
+    if readers:
+        parts.append(Text(""))
+        parts += [Text(line, no_wrap=True, overflow="ellipsis") for line in readers]
+    return Group(*parts)
+
+
+def make_console(out: TextIO) -> Console:
+    """A rich console on ``out``: the terminal's width on a tty (or ``COLUMNS``), else ``PIPE_WIDTH``."""
+    from rich.console import Console
+
+    width = None if out.isatty() else PIPE_WIDTH
+    return Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False)
 
 
 def _relevant(root: str, watched: str) -> Any:
@@ -231,33 +275,74 @@ class _Waiter:
                 g.close()
 
 
+def print_frame(console: Console, frame: RenderableType) -> None:
+    """Print one frame; to a pipe or file without the cells' trailing padding (plain lines for scripts)."""
+    if console.is_terminal:
+        console.print(frame)
+        return
+    with console.capture() as cap:
+        console.print(frame)
+    console.file.write("".join(line.rstrip() + "\n" for line in cap.get().splitlines()))
+
+
+def start_metrics(root: str, args: Any) -> Any:
+    """The ``--prometheus`` endpoint for the queues under ``root`` (None without the option)."""
+    port = getattr(args, "prometheus", None)
+    if port is None:
+        return None
+    from ..control.metrics import serve_metrics
+
+    server = serve_metrics([root], port, args.prometheus_addr, ttl=args.ttl)  # names the extra when it is missing
+    print(f"chronicle monitor: serving Prometheus metrics on {server.url}", file=sys.stderr, flush=True)
+    return server
+
+
 def run_monitor(args: Any, out: TextIO = sys.stdout) -> int:
     from ..queue import args as A
+    from .._errors import QueueNotFoundError
 
     root = A.check_path(args.root)
     mon = Monitor(root, args.ttl, args.queue)
+    sort = getattr(args, "sort", "name")
+    console = None if args.json else make_console(out)
     if args.once:
+        if not os.path.isdir(root) and not exists(root):  # nothing to wait for in a one-shot check
+            near = nearest_existing_dir(root)
+            raise QueueNotFoundError(f"bus root {root} does not exist (nearest existing folder: {near}); "
+                                     "check the path, or drop --once to wait for it to appear")
         mon.snapshot()  # first sample of every next_seq, for msgs/s
         time.sleep(min(args.interval, ONCE_RATE_WINDOW_S))
         snap = mon.snapshot()
-        out.write((json.dumps(snap) if args.json else render(snap, None)) + "\n")
+        if console is None:
+            out.write(json.dumps(snap) + "\n")
+        else:
+            print_frame(console, render(snap, None, sort))
         out.flush()
         errors = [q for q in snap["queues"] if q["error"]]
         for q in errors:  # a queue that cannot be shown (no permission, damaged) fails a one-shot check
             print(f"chronicle: {q['name']}: {q['error']}", file=sys.stderr)
         return 1 if errors else 0
-    tty = out.isatty() and not args.json
     waiter = _Waiter(args.interval)
+    metrics = start_metrics(root, args)
     try:
-        while True:
-            snap = mon.snapshot()
-            if args.json:
-                out.write(json.dumps(snap) + "\n")
-            elif tty:
-                out.write("\x1b[H\x1b[2J" + render(snap, args.interval) + "\n")
-            else:
-                out.write(render(snap, args.interval) + "\n\n")
-            out.flush()
-            waiter.wait(root)
+        if console is None:
+            while True:
+                out.write(json.dumps(mon.snapshot()) + "\n")
+                out.flush()
+                waiter.wait(root)
+        if not console.is_terminal:
+            while True:
+                print_frame(console, render(mon.snapshot(), args.interval, sort))
+                console.file.write("\n")
+                out.flush()
+                waiter.wait(root)
+        from rich.live import Live
+
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                live.update(render(mon.snapshot(), args.interval, sort), refresh=True)
+                waiter.wait(root)
     finally:
         waiter.close()
+        if metrics is not None:
+            metrics.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .inspect import iso_ns
+from ..queue.info import iso_ns
 
 #: JSON is tried on payloads up to this size (bigger ones are shown as text or hex).
 _JSON_MAX = 1 << 20
@@ -301,13 +301,12 @@ def _seek_last(r: Any, path: str, n: int, types: frozenset[int] | None) -> list[
     Without a type filter this is one seek. With one, it reads a window before the tail
     (growing it until it holds ``n`` matching messages or covers the queue) and returns them.
     """
-    from .inspect import control_fields, message_range
-    from ..queue.files import list_segments
+    from ..queue.info import inspect_queue
     from ..queue.reader import Message
 
-    ctl = control_fields(path)
-    rng = message_range(path, list_segments(path), ctl["segment_size"], ctl["queue_id"])
-    first, last = rng["first_seq"], rng["last_seq"]
+    rng = inspect_queue(path, readers=False).messages
+    assert rng is not None
+    first, last = rng.first_seq, rng.last_seq
     if last is None or n <= 0:
         r.seek(last + 1 if last is not None else 0)
         return []

@@ -95,6 +95,7 @@ class ControlPlane:
         self.prealloc: Prealloc | None = None
         self.retention: Retention | None = None
         self.log_drain: LogDrain | None = None
+        self._metrics: list[Any] = []  # MetricsServer endpoints, closed with the plane
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -139,6 +140,9 @@ class ControlPlane:
         for w in self._writers:
             self._release(w)
         self._writers.clear()
+        for server in self._metrics:
+            server.close()
+        self._metrics.clear()
         for ex in (self._prealloc_executor, self._io_executor):
             await asyncio.get_running_loop().run_in_executor(None, ex.shutdown, True)
 
@@ -223,6 +227,32 @@ class ControlPlane:
     def _release(writer: QueueWriter) -> None:
         """Hand the writer back to itself: inline rolls and unmaps, its own retention caps."""
         writer.detach_supplier()
+
+    @property
+    def managed_writers(self) -> tuple[QueueWriter, ...]:
+        """The writers given to :meth:`manage_writer` (and not unmanaged since)."""
+        return tuple(self._writers)
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1", *, roots: tuple[str | os.PathLike, ...] = (),
+                      ttl: float = 1.0) -> Any:
+        """Serve Prometheus metrics on ``http://addr:port/metrics`` until the plane closes.
+
+        Each scrape reads, at that moment, the queues of the managed writers and those under
+        ``roots`` (bus roots or queue folders): messages, writer alive, segments, bytes, named
+        readers' lag; and this plane's counts (segments prepared, stale offers, dropped requests,
+        each managed writer's prepared / inline / recycled rolls). ``port`` 0 lets the system
+        choose. Returns the ``MetricsServer`` (``.port``, ``.url``, ``close()``). Needs
+        ``pip install 'chronicle_async[metrics]'`` (``ModuleNotFoundError`` without it).
+        """
+        self._check_running()
+        from .metrics import MetricsServer, QueueCollector
+
+        collector = QueueCollector(roots, writers=lambda: self.managed_writers, prealloc=lambda: self.prealloc, ttl=ttl)
+        server = MetricsServer(collector, port, addr)
+        self._metrics.append(server)
+        return server
 
     # -- discovery -----------------------------------------------------------------------------
 

@@ -344,10 +344,11 @@ def test_monitor_once_shows_every_queue_under_a_bus_root(tmp_path):
         w.close()
 
 
-def test_monitor_once_on_a_missing_root_says_it_waits_and_exits_0(tmp_path):
+def test_monitor_once_on_a_missing_root_fails_naming_it_and_an_empty_root_waits_for_queues(tmp_path):
     p = run_cli("monitor", tmp_path / "not" / "yet", "--once")
-    assert p.returncode == 0, p.stderr
-    assert f"waiting for bus root {tmp_path / 'not' / 'yet'} to appear (watching {tmp_path})" in p.stdout
+    assert p.returncode == 1, p.stdout
+    assert f"bus root {tmp_path / 'not' / 'yet'} does not exist (nearest existing folder: {tmp_path})" in p.stderr
+    assert "drop --once to wait" in p.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "waiting for queues under" in run_cli("monitor", empty, "--once").stdout
