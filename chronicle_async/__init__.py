@@ -23,6 +23,8 @@ watchfiles, pandas or hot loop.
 """
 from __future__ import annotations
 
+import logging as _logging
+
 from ._public import claim as _claim
 
 from ._errors import ArgumentTypeError as ArgumentTypeError
@@ -68,6 +70,10 @@ from .queue.reader import QueueReader as QueueReader
 from .queue.recovery import RecoveryReport as RecoveryReport
 from .queue.retention import cleanup_segments as cleanup_segments
 from .queue.writer import QueueWriter as QueueWriter
+
+#: The library logs to "chronicle_async"; with no logging configured by the application, its
+#: warnings go nowhere (not to stderr through logging's last-resort handler).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 #: Reachable as ``chronicle_async.X`` too, loaded on first use, so that ``import chronicle_async``
 #: in a plain writer or reader process loads no asyncio, watchfiles or pandas. Their public home,

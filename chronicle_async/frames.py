@@ -500,10 +500,23 @@ def _names(data: Any) -> Iterable[str]:
 
 
 def _log_bins(values: np.ndarray, count: int = 60) -> np.ndarray:
+    """``count`` log-spaced bin edges covering every (positive) value, the extremes included.
+
+    One value alone (a constant column) gets a narrow range around it, so its bar is drawn.
+    """
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
-        hi = lo * 1.5 + 1e-9
-    return np.logspace(np.log10(lo), np.log10(hi), count)
+        lo, hi = lo / 1.25, hi * 1.25
+    pad = 1e-9  # in decades: rounding in logspace must not push the extremes out of the edges
+    return np.logspace(np.log10(lo) - pad, np.log10(hi) + pad, count)
+
+
+def _unit_free(column: str) -> str:
+    """``column`` without a unit suffix (``latency_ns`` -> ``latency``), for an axis labelled in µs."""
+    for suffix in ("_ns", "_us", "_ms", "_s"):
+        if column.endswith(suffix) and len(column) > len(suffix):
+            return column[: -len(suffix)]
+    return column
 
 
 def _as_ns(col: np.ndarray) -> np.ndarray:
@@ -576,6 +589,6 @@ def plot_latency(df: Any, column: str, ax: Any = None, *, unit: str = "ns", bins
             ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q:g} {v:.3g} µs")
         ax.legend(loc="upper right")
     ax.set_title(f"{column} ({us.size:,} messages)")
-    ax.set_xlabel(f"{column} (µs)")
+    ax.set_xlabel(f"{_unit_free(column)} (µs)")
     ax.set_ylabel("count")
     return ax

@@ -8,6 +8,7 @@ Run:  python examples/jitted_append.py [queue-folder]
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -63,4 +64,8 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="chronicle-jit-"))
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a scratch queue, removed on exit (pass a folder to keep it)
+        with tempfile.TemporaryDirectory(prefix="chronicle-jit-") as d:
+            main(os.path.join(d, "q"))

@@ -1,13 +1,12 @@
 """The Sidecar pattern: a pinned hot thread fed by a control plane that discovers streams.
 
-The seed's reference code, in Python. Feed processes create queues under a bus
-root at different times. The control plane (an asyncio event loop on uvloop)
-finds each new queue through inotify, opens and validates its reader off the
-loop, and hands it to the hot thread through the lock-free command ring. The
-hot thread (a ``HotLoop`` pinned to a core) merges every stream with no Python
-per message and routes each message to one writer it owns, ``routed``. The
-control plane also drains the hot thread's log ring and prepares the writer's
-next segments.
+Feed processes create queues under a bus root at different times. The control
+plane (an asyncio event loop on uvloop) finds each new queue through inotify,
+opens and validates its reader off the loop, and hands it to the hot thread
+through the lock-free command ring. The hot thread (a ``HotLoop`` pinned to a
+core) merges every stream with no Python per message and routes each message to
+one writer it owns, ``routed``. The control plane also drains the hot thread's
+log ring and prepares the writer's next segments.
 
 Run:  python examples/sidecar.py [bus-folder]
 """

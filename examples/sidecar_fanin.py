@@ -1,7 +1,7 @@
-"""The seed's Sidecar reference code, line for line, with the primitives: FanInReader + SpscRing.
+"""The Sidecar pattern built from the primitives, part by part: FanInReader + SpscRing.
 
 ``sidecar.py`` does this with a ``HotLoop`` (a jitted hot thread). This version
-follows the seed's sketch literally, for readers who want to see the parts:
+builds it from the primitives, for readers who want to see the parts:
 
 - the **hot thread** owns a ``FanInReader`` and a ``QueueWriter``; each turn it
   (1) drains the command ring without blocking, (2) waits on the fan-in (spin,
@@ -89,7 +89,7 @@ async def sidecar(bus: str, ring: SpscRing, handoff: dict[int, object], stop: as
 
 
 async def main(bus: str) -> None:
-    ring = SpscRing(16, 64)  # the seed's bounded(16) command channel
+    ring = SpscRing(16, 64)  # a bounded command channel of 16 slots
     handoff: dict[int, object] = {}
     done = [0]
     hot = threading.Thread(target=hot_thread, args=(ring, handoff, os.path.join(bus, "_merged"), done))

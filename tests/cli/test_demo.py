@@ -8,7 +8,7 @@ import sys
 import time
 
 from chronicle_async import Queue, WriterConfig
-from chronicle_async.cli.demo import MARKER
+from chronicle_async.cli.demo import MARKER, TICK, TICK_TYPE
 
 #: A failing demo must end at once; generous for 2 busy cores (spawning two interpreters included).
 PROMPT_S = 10.0
@@ -30,13 +30,31 @@ def read_all(path) -> list[bytes]:
 
 def test_demo_exchanges_every_message_between_two_processes(tmp_path):
     q = tmp_path / "bus" / "ticks"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "chronicle_async.cli", "demo", str(q), "-n", "50000", "--segment-size", str(256 * 1024)],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=240, env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all seqs contiguous and prices correct" in proc.stdout
+    assert "kernels warmed up on a scratch queue" in proc.stdout
+    assert "  50,000 ticks by batch append" in proc.stdout  # the rate counts only the user's ticks
+    assert "seq 0: ACME 1 @ 100.0" in proc.stdout
     assert len([f for f in os.listdir(q) if f.endswith(".seg")]) > 3  # it rolled
+    assert list(scratch.iterdir()) == []  # the warm-up queue is gone
+
+
+def test_demo_queue_starts_with_a_real_tick_not_a_warm_up_record(tmp_path):
+    q = tmp_path / "ticks"
+    proc, _ = run_demo(q, "-n", "5000")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with Queue.open_subscriber(q, start="earliest") as r:
+        msgs = [(m.seq, m.type_id, m.as_array(TICK)[0].copy() if m.type_id == TICK_TYPE else None) for m in r]
+    first_seq, first_type, first = msgs[0]
+    assert (first_seq, first_type) == (0, TICK_TYPE)
+    assert first["symbol"] == b"ACME" and first["price"] == 100.0 and first["qty"] == 1 and first["sent_ns"] > 0
+    assert sum(1 for _, t, _ in msgs if t == TICK_TYPE) == 5000  # exactly the ticks asked for
 
 
 def test_jitted_append_example_runs(tmp_path):

@@ -449,7 +449,7 @@ def test_plots_return_axes(queue_dir):
     ax = fr.plot_interarrival(df)
     assert ax.get_xscale() == "log" and len(ax.patches) > 0 and "of 0 not shown" in ax.get_title()
     ax2 = fr.plot_latency(df, "latency_ns")
-    assert len(ax2.patches) > 0 and ax2.get_xlabel() == "latency_ns (µs)"
+    assert len(ax2.patches) > 0 and ax2.get_xlabel() == "latency (µs)"
     assert max(p.get_x() + p.get_width() for p in ax2.patches) <= 51  # µs, not ns
     _fig, (left, right) = plt.subplots(1, 2)
     assert fr.plot_interarrival(fr.read_array(queue_dir, dtype=TICK), ax=left) is left
