@@ -38,7 +38,7 @@ def feed(folder: str, venue: int) -> None:
             ticks = np.zeros(10_000, TICK)
             ticks["instrument"] = rng.integers(0, INSTRUMENTS, len(ticks))
             ticks["price"] = 100 + rng.standard_normal(len(ticks)).cumsum() * 0.01
-            w.append_batch(ticks.view(np.uint8).reshape(len(ticks), TICK.itemsize), 1)
+            w.append_batch(1, ticks.view(np.uint8).reshape(len(ticks), TICK.itemsize))
 
 
 @numba.njit

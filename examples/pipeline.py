@@ -45,7 +45,7 @@ def feed(bus: str, go) -> None:
         for _ in range(TICKS // BATCH):
             ticks["instrument"] = rng.integers(0, INSTRUMENTS, BATCH)
             ticks["price"] = base[ticks["instrument"]] + rng.normal(0, 0.05, BATCH)
-            w.append_batch(ticks, TICK_T)   # one message per record, all stamped time.time_ns() now
+            w.append_batch(TICK_T, ticks)   # one message per record, all stamped time.time_ns() now
             time.sleep(PACE_S)
         w.append(END_T, np.int64(TICKS))
 

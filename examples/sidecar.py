@@ -37,7 +37,7 @@ def feed(bus: str, k: int) -> None:
         payload = np.zeros((500, 16), np.uint8)
         for start in range(0, PER_FEED, len(payload)):
             payload[:, 0] = k
-            w.append_batch(payload, 1)
+            w.append_batch(1, payload)
             time.sleep(0.001)
 
 

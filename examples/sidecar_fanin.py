@@ -62,7 +62,7 @@ def feed(path: str, k: int) -> None:
     with Queue.open_publisher(path, WriterConfig(segment_size=1 << 20)) as w:
         payload = np.full((1000, 8), k, np.uint8)
         for _ in range(PER_STREAM // 1000):
-            w.append_batch(payload, 1)
+            w.append_batch(1, payload)
 
 
 async def sidecar(bus: str, ring: SpscRing, handoff: dict[int, object], stop: asyncio.Event) -> None:

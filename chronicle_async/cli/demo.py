@@ -55,7 +55,7 @@ def _warm_up() -> float:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="chronicle-demo-warmup-") as scratch:
         with Queue.open_publisher(os.path.join(scratch, "q"), WriterConfig(segment_size=1 << 20)) as w:
-            w.append_batch(np.zeros(1, TICK), TICK_TYPE)
+            w.append_batch(TICK_TYPE, np.zeros(1, TICK))
             w.append(2, b"warm-up")
     return time.perf_counter() - t0
 
@@ -76,7 +76,7 @@ def _writer(path: str, n: int, segment_size: int) -> tuple:
             ticks["price"][:k] = _price(seqs)
             ticks["qty"][:k] = seqs % 100 + 1
             ticks["sent_ns"][:k] = time.time_ns()
-            w.append_batch(ticks[:k], TICK_TYPE)
+            w.append_batch(TICK_TYPE, ticks[:k])
             sent += k
         dt = time.perf_counter() - t0
         single = 20_000

@@ -57,7 +57,7 @@ class ControlPlane:
     source-table word that offers a segment mapped ahead.
 
     Use it from the event loop's thread. It runs on any asyncio loop; :func:`run`
-    starts uvloop when it is installed.
+    runs on uvloop (a dependency; plain asyncio with a warning only if it is missing).
     """
 
     def __init__(
@@ -279,7 +279,7 @@ class ControlPlane:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop if it is installed, else on the default asyncio loop."""
+    """Run ``main`` on uvloop (a dependency); on the default asyncio loop, with a warning, only if uvloop is missing."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is the documented fallback

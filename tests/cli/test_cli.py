@@ -366,9 +366,11 @@ def test_bench_runs_the_checkouts_suite_with_the_options_given(monkeypatch):
     assert calls == [([sys.executable, "-m", "benchmarks.run", "--quick", "--hotcore", "--rounds", "2"], root)]
 
 
-def test_bench_outside_a_checkout_fails_clearly(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "find_benchmarks", lambda: None)
-    assert cli.main(["bench"]) == 1
+def test_full_bench_outside_a_checkout_fails_clearly(monkeypatch, capsys):
+    from chronicle_async.cli import bench
+
+    monkeypatch.setattr(bench, "find_benchmarks", lambda: None)
+    assert cli.main(["bench", "--full"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("chronicle: bench: the benchmark suite is not installed with the package")
     assert "clone the repository and run `make bench` there" in err and "Error" not in err
