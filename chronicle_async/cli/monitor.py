@@ -154,8 +154,12 @@ SORT_KEYS = {
     "disk": (lambda q: q.get("bytes_on_disk") or 0, True),
     "heartbeat": (lambda q: q.get("heartbeat_age") if q.get("heartbeat_age") is not None else math.inf, True),
 }
-#: Width of a frame written to a pipe or file (scripts want whole lines, whatever ``COLUMNS`` says).
-PIPE_WIDTH = 250
+#: Width of a frame written to a pipe or file: wide enough that no cell is ever cut (scripts want
+#: whole lines, whatever ``COLUMNS`` says; a table is as wide as its widest row, never padded).
+PIPE_WIDTH = 100_000
+#: On a terminal, the QUEUE column keeps at least this many characters (or its longest name):
+#: a long STATUS (an error message) is ellipsized first.
+QUEUE_MIN_WIDTH = 16
 _STYLES = {"open": "green", "closed": "yellow", "dead": "bold red", "stale": "red", "none": "dim"}
 
 
@@ -190,8 +194,10 @@ def render(snap: dict[str, Any], interval: float | None, sort: str = "name") -> 
     if not queues:
         return Group(*parts)
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, expand=False)
+    name_width = min(max(len(q["name"]) for q in queues), QUEUE_MIN_WIDTH)
     for name in ("QUEUE", "WRITER", "PID", "EPOCH", "NEXT_SEQ", "MSG/S", "SEGS", "DISK", "HEARTBEAT", "STATUS"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=min(len(name), 4),
+        table.add_column(name, no_wrap=True, overflow="ellipsis",
+                         min_width=max(name_width, 4) if name == "QUEUE" else min(len(name), 4),
                          justify="left", header_style="bold")
     readers: list[str] = []
     for q in queues:
