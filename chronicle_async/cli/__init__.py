@@ -43,52 +43,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"chronicle: UsageError: {where}{message}\n")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port number (0..65535)") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"{v} is not a TCP port number (0..65535)")
-    return v
-
-
-def _type_id(text: str) -> int:
-    v = _non_negative_int(text)
-    if v > 0x7FFFFFFF:
-        raise argparse.ArgumentTypeError(f"type ids are 0..{0x7FFFFFFF}, got {v}")
-    return v
-
-
-def _time_ns(text: str) -> int:
-    from .tail import parse_time
-
-    try:
-        return parse_time(text)
-    except (ValueError, OverflowError) as e:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither ns since the epoch nor an ISO 8601 time like 2024-05-01T12:00:00.5Z ({e})"
-        ) from None
+from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import port as _port
+from .argtypes import positive_seconds as _positive_float
+from .argtypes import time_ns as _time_ns
+from .argtypes import type_id as _type_id
 
 
 _terminated_by: int | None = None
@@ -344,10 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import export as export_cmd
     from . import verify as verify_cmd
 
-    publish.register(sub, _type_id, _non_negative_int)
-    admin.register(sub, _non_negative_int, _time_ns)
+    publish.register(sub)
+    admin.register(sub)
     verify_cmd.register(sub)
-    export_cmd.register(sub, _type_id)
+    export_cmd.register(sub)
     bench_cmd.register(sub)
     completion.register(sub)
     return parser

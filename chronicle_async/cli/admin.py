@@ -31,9 +31,10 @@ class Refused(Exception):
     """The user said no, or could not be asked: nothing was deleted (exit 1)."""
 
 
-def register(sub: Any, non_negative_int: Any, time_ns: Any) -> None:
-    """Add ``rm`` and ``purge`` to ``sub`` (the ``chronicle`` sub-parsers); ``non_negative_int``
-    and ``time_ns`` are the argparse types of ``--before-seq`` and ``--before-time``."""
+def register(sub: Any) -> None:
+    """Add ``rm`` and ``purge`` to ``sub`` (the ``chronicle`` sub-parsers)."""
+    from .argtypes import non_negative_int, time_ns
+
     raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
         "rm", help="delete a queue folder (only the files the queue made)",

@@ -116,22 +116,13 @@ def run(args: argparse.Namespace) -> int:
     return run_packaged(args)
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
+    from .argtypes import positive_int
     p = sub.add_parser("bench", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--messages", type=_count, default=10_000, metavar="N",
+    p.add_argument("--messages", type=positive_int, default=10_000, metavar="N",
                    help="messages per peer and round, packaged bench (default: %(default)s)")
-    p.add_argument("--rounds", type=_count, metavar="N", help="rounds; figures are medians (default: 3)")
+    p.add_argument("--rounds", type=positive_int, metavar="N", help="rounds; figures are medians (default: 3)")
     p.add_argument("--json", action="store_true", help="print the raw figures as one JSON object")
     p.add_argument("--full", action="store_true", help="run the source checkout's full suite (benchmarks/run.py)")
     p.add_argument("--quick", action="store_true", help="with --full: a tenth of the messages (a smoke run)")

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import asdict
-from typing import Callable
 
 HELP = "write a range of messages to a Parquet or CSV file (needs pyarrow)"
 DESCRIPTION = """\
@@ -24,19 +22,6 @@ examples:
   chronicle export bus/ticks --type 1 --dtype 'ts:<i8,px:<f8,qty:<i4' -o ticks.parquet
 """
 
-_INT = re.compile(r"^\s*\d+\s*$")
-
-
-def _bound(text: str) -> tuple[str, int]:
-    """``("seq", n)`` for an integer, ``("time", ns)`` for an ISO 8601 time."""
-    if _INT.match(text):
-        return "seq", int(text)
-    from .tail import parse_time
-
-    try:
-        return "time", parse_time(text)
-    except (ValueError, OverflowError) as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a seq nor an ISO 8601 time ({e})") from None
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -80,14 +65,16 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, type_id: Callable[[str], int] | None = None) -> None:
-    """Add the ``export`` subcommand; ``type_id`` parses --type values (the CLI's shared checker)."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand."""
+    from .argtypes import seq_or_time, type_id
+
     p = sub.add_parser("export", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="QUEUE", help="the queue folder")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the output file: NAME.parquet or NAME.csv")
-    p.add_argument("--from", dest="start", type=_bound, metavar="SEQ|TIME", help="first seq or time (default: the oldest on disk)")
-    p.add_argument("--until", type=_bound, metavar="SEQ|TIME", help="last seq or time, included (default: the newest)")
-    p.add_argument("--type", type=type_id or int, action="append", metavar="N", help="only this type_id (repeat for several)")
+    p.add_argument("--from", dest="start", type=seq_or_time, metavar="SEQ|TIME", help="first seq or time (default: the oldest on disk)")
+    p.add_argument("--until", type=seq_or_time, metavar="SEQ|TIME", help="last seq or time, included (default: the newest)")
+    p.add_argument("--type", type=type_id, action="append", metavar="N", help="only this type_id (repeat for several)")
     p.add_argument("--dtype", metavar="SPEC",
                    help="numpy structured dtype of each payload, e.g. 'ts:<i8,px:<f8' or \"[('ts','<i8'),('px','<f8')]\"")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")

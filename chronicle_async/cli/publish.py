@@ -36,9 +36,10 @@ examples:
 """
 
 
-def register(sub: Any, type_id: Any, positive_int: Any) -> None:
-    """Add the ``publish`` sub-command to ``sub`` (the ``chronicle`` sub-parsers); ``type_id`` and
-    ``positive_int`` are the argparse types of ``--type`` and ``--segment-size``."""
+def register(sub: Any) -> None:
+    """Add the ``publish`` sub-command to ``sub`` (the ``chronicle`` sub-parsers)."""
+    from .argtypes import positive_int, type_id
+
     p = sub.add_parser(
         "publish", help="append messages (arguments, stdin lines, or length-prefixed binary records)",
         description="Append each MESSAGE argument (UTF-8) as one message; with no MESSAGE, read stdin: one\n"
