@@ -53,14 +53,8 @@ from .queue.config import Start as Start
 from .queue.config import WaitStrategy as WaitStrategy
 from .queue.config import WriterConfig as WriterConfig
 from .queue.idle import ParkCounts as ParkCounts
-from .queue.info import MessageRange as MessageRange
 from .queue.info import QueueInfo as QueueInfo
 from .queue.info import QueueSummary as QueueSummary
-from .queue.info import ReaderInfo as ReaderInfo
-from .queue.info import SegmentsInfo as SegmentsInfo
-from .queue.info import WriterInfo as WriterInfo
-from .queue.info import inspect_queue as inspect_queue
-from .queue.info import list_queues as list_queues
 from .queue.liveness import DisconnectReason as DisconnectReason
 from .queue.liveness import WriterStatus as WriterStatus
 from .queue.queue import Queue as Queue
@@ -113,8 +107,7 @@ __all__ = (
     "QueueDeletedError", "QueueNotFoundError", "QueuePermissionError", "QueueReader", "QueueWriter",
     "ReaderLockedError", "ReaderNotFoundError", "RecoveryReport", "Start", "UnsupportedVersionError", "WaitStrategy",
     "WriterConfig", "WriterLockedError", "WriterStatus", "as_array", "cleanup_segments",
-    "MessageRange", "QueueInfo", "QueueSummary", "ReaderInfo", "SegmentsInfo", "WriterInfo",
-    "inspect_queue", "list_queues",
+    "QueueInfo", "QueueSummary",
 )
 
 _claim(__name__, globals(), __all__)  # tracebacks and docs show the one public path

@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.register(sub)
     export_cmd.register(sub)
     bench_cmd.register(sub)
-    completion.register(sub)
+    completion.register(sub, parser)
     return parser
 
 

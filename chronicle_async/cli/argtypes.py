@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import re
+from datetime import UTC, datetime
 
 _INT = re.compile(r"^\s*\d+\s*$")
+_NS_RE = re.compile(r"^\s*(\d+)\s*$")
+_FRAC_RE = re.compile(r"\.(\d+)")
 MAX_TYPE_ID = 0x7FFFFFFF
 
 
@@ -64,8 +67,6 @@ def type_id(text: str) -> int:
 
 def time_ns(text: str) -> int:
     """ns since the epoch, or an ISO 8601 time (no zone: UTC)."""
-    from .tail import parse_time
-
     try:
         return parse_time(text)
     except (ValueError, OverflowError) as e:
@@ -78,9 +79,30 @@ def seq_or_time(text: str) -> tuple[str, int]:
     """``("seq", n)`` for an integer, ``("time", ns)`` for an ISO 8601 time."""
     if _INT.match(text):
         return "seq", int(text)
-    from .tail import parse_time
-
     try:
         return "time", parse_time(text)
     except (ValueError, OverflowError) as e:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a seq nor an ISO 8601 time ({e})") from None
+
+
+def parse_time(text: str) -> int:
+    """ns since the epoch from an int of ns or an ISO 8601 time (no zone: UTC). ValueError if neither."""
+    m = _NS_RE.match(text)
+    if m:
+        return int(m.group(1))
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    frac_ns = 0
+    fm = _FRAC_RE.search(s)
+    if fm:  # datetime keeps microseconds only: take the fraction to the ns ourselves
+        digits = fm.group(1)
+        if len(digits) > 9:
+            raise ValueError(f"{text!r}: more than 9 fractional digits")
+        frac_ns = int(digits.ljust(9, "0"))
+        s = s[: fm.start()] + s[fm.end():]
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    whole = dt.replace(microsecond=0)
+    return int(whole.timestamp()) * 1_000_000_000 + frac_ns

@@ -14,8 +14,8 @@ install (once per shell):
 """
 
 
-def register(sub: Any) -> None:
-    """Add the ``completion`` sub-command to ``sub`` (the ``chronicle`` sub-parsers)."""
+def register(sub: Any, root: argparse.ArgumentParser) -> None:
+    """Add the ``completion`` sub-command to ``sub``, the sub-parsers of ``root`` (the ``chronicle`` parser)."""
     p = sub.add_parser(
         "completion", help="print a shell completion script (bash, zsh or tcsh)",
         description="Print a completion script for SHELL covering every command and option, generated from\n"
@@ -23,18 +23,16 @@ def register(sub: Any) -> None:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("shell", choices=SHELLS, help="the shell to complete for")
-    p.set_defaults(func=run_completion)
+    p.set_defaults(func=run_completion, root_parser=root)
 
 
-def completion_script(shell: str) -> str:
-    """The completion script for ``shell`` over the whole ``chronicle`` parser."""
+def completion_script(root: argparse.ArgumentParser, shell: str) -> str:
+    """The completion script for ``shell`` over the whole ``root`` parser (every command and option)."""
     import shtab
 
-    from . import build_parser
-
-    return shtab.complete(build_parser(), shell=shell)
+    return shtab.complete(root, shell=shell)
 
 
 def run_completion(args: argparse.Namespace) -> int:
-    print(completion_script(args.shell))
+    print(completion_script(args.root_parser, args.shell))
     return 0

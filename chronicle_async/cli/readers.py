@@ -14,7 +14,7 @@ ACTIONS = ("reset", "delete")
 
 def parse_target(text: str) -> tuple[str | int, int | None]:
     """``--to``: ``earliest``, ``latest``, a seq (an integer) or an ISO 8601 time -> ``(to, timestamp_ns)``."""
-    from .tail import parse_time
+    from .argtypes import parse_time
 
     t = text.strip().lower()
     if t in ("earliest", "latest"):

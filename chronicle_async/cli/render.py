@@ -19,6 +19,63 @@ import numpy as np
 from .inspect import iso_ns
 from .._errors import InvalidArgumentError
 
+#: JSON is tried on payloads up to this size (bigger ones are shown as text or hex).
+_JSON_MAX = 1 << 20
+
+
+def decode_payload(payload: Any) -> tuple[str, Any]:
+    """``("json", value)``, ``("utf8", text)`` or ``("hex", hex digits)``."""
+    data = bytes(payload)
+    if data and len(data) <= _JSON_MAX and data[:1] not in (b" ", b"\t", b"\n", b"\r"):
+        try:
+            return "json", json.loads(data)
+        except (ValueError, RecursionError):
+            pass
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex", data.hex()
+    if all(c.isprintable() or c in "\t\n\r" for c in text):
+        return "utf8", text
+    return "hex", data.hex()
+
+
+def truncate(text: str, width: int | None, nbytes: int) -> str:
+    """``text`` cut to ``width`` characters, saying the payload's size, if it is longer."""
+    if width and len(text) > width:
+        return text[:width] + f"... ({nbytes:,} bytes)"
+    return text
+
+
+def shown_payload(payload: Any) -> str:
+    """The payload as the text output shows it: compact JSON, escaped text, or ``hex:...``."""
+    kind, value = decode_payload(payload)
+    if kind == "json":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if kind == "utf8":
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return "hex:" + value
+
+
+def render_text(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
+    n = len(payload)
+    shown = shown_payload(payload)
+    line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
+    return f"{line}  {truncate(shown, width, n)}" if shown else line
+
+
+def render_json(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
+    kind, value = decode_payload(payload)
+    n = len(payload)
+    truncated = False
+    if width and kind != "json" and len(value) > width:
+        value, truncated = value[:width], True
+    rec = {"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
+           "encoding": kind, "payload": value}
+    if truncated:
+        rec["truncated"] = True
+    return json.dumps(rec, ensure_ascii=False)
+
 #: The fields every ``--format`` string may use.
 BASE_FIELDS = ("seq", "time", "time_ns", "type", "len", "payload")
 
@@ -120,7 +177,6 @@ def check_format(template: str, dt: np.dtype | None) -> None:
 def make_renderer(args: Any) -> Callable[[int, int, int, Any], str]:
     """``render(seq, timestamp_ns, type_id, payload) -> line`` for the options in ``args``:
     ``--json``, ``--width``, ``--dtype``, ``--format`` (see the module notes)."""
-    from .tail import render_json, render_text, shown_payload, truncate
 
     width = args.width if args.width is not None else (None if args.json else 200)
     width = width or None  # 0: no truncation

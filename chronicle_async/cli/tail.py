@@ -7,97 +7,10 @@ position, read from its file without opening (or locking) it.
 from __future__ import annotations
 
 import collections
-import json
 import os
-import re
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, TextIO
-
-from ..queue.info import iso_ns
-
-#: JSON is tried on payloads up to this size (bigger ones are shown as text or hex).
-_JSON_MAX = 1 << 20
-_NS_RE = re.compile(r"^\s*(\d+)\s*$")
-_FRAC_RE = re.compile(r"\.(\d+)")
-
-
-def parse_time(text: str) -> int:
-    """ns since the epoch from an int of ns or an ISO 8601 time (no zone: UTC). ValueError if neither."""
-    m = _NS_RE.match(text)
-    if m:
-        return int(m.group(1))
-    s = text.strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    frac_ns = 0
-    fm = _FRAC_RE.search(s)
-    if fm:  # datetime keeps microseconds only: take the fraction to the ns ourselves
-        digits = fm.group(1)
-        if len(digits) > 9:
-            raise ValueError(f"{text!r}: more than 9 fractional digits")
-        frac_ns = int(digits.ljust(9, "0"))
-        s = s[: fm.start()] + s[fm.end():]
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    whole = dt.replace(microsecond=0)
-    return int(whole.timestamp()) * 1_000_000_000 + frac_ns
-
-
-def decode_payload(payload: Any) -> tuple[str, Any]:
-    """``("json", value)``, ``("utf8", text)`` or ``("hex", hex digits)``."""
-    data = bytes(payload)
-    if data and len(data) <= _JSON_MAX and data[:1] not in (b" ", b"\t", b"\n", b"\r"):
-        try:
-            return "json", json.loads(data)
-        except (ValueError, RecursionError):
-            pass
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "hex", data.hex()
-    if all(c.isprintable() or c in "\t\n\r" for c in text):
-        return "utf8", text
-    return "hex", data.hex()
-
-
-def truncate(text: str, width: int | None, nbytes: int) -> str:
-    """``text`` cut to ``width`` characters, saying the payload's size, if it is longer."""
-    if width and len(text) > width:
-        return text[:width] + f"... ({nbytes:,} bytes)"
-    return text
-
-
-def shown_payload(payload: Any) -> str:
-    """The payload as the text output shows it: compact JSON, escaped text, or ``hex:...``."""
-    kind, value = decode_payload(payload)
-    if kind == "json":
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if kind == "utf8":
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return "hex:" + value
-
-
-def render_text(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
-    n = len(payload)
-    shown = shown_payload(payload)
-    line = f"{seq}  {iso_ns(ts) or ts}  type={type_id}  len={n}"
-    return f"{line}  {truncate(shown, width, n)}" if shown else line
-
-
-def render_json(seq: int, ts: int, type_id: int, payload: Any, width: int | None) -> str:
-    kind, value = decode_payload(payload)
-    n = len(payload)
-    truncated = False
-    if width and kind != "json" and len(value) > width:
-        value, truncated = value[:width], True
-    rec = {"seq": seq, "timestamp_ns": ts, "time": iso_ns(ts), "type_id": type_id, "length": n,
-           "encoding": kind, "payload": value}
-    if truncated:
-        rec["truncated"] = True
-    return json.dumps(rec, ensure_ascii=False)
 
 
 def _messages_until_empty(r: Any, types: frozenset[int] | None) -> Iterable[Any]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
+from . import info as _info
 from . import readers as _readers
+from .info import QueueInfo, QueueSummary
 from .config import Start, WaitStrategy, WriterConfig
 from .reader import QueueReader
 from .writer import QueueWriter
@@ -69,6 +71,22 @@ class Queue:
         open. The CLI twin is ``chronicle readers QUEUE delete NAME``.
         """
         _readers.delete_reader(path, name)
+
+    @staticmethod
+    def inspect(path: str | os.PathLike, ttl: float = 1.0) -> QueueInfo:
+        """What ``chronicle inspect`` shows, as a :class:`QueueInfo`: segments, writer (its one-word
+        ``status``: open, closed, dead, stale or none), first and last message, and each named
+        reader with its lag. Read-only: takes no lock, creates and writes nothing.
+
+        ``ttl`` is the heartbeat age (seconds) above which an open writer counts as stale.
+        """
+        return _info.inspect_queue(path, ttl)
+
+    @staticmethod
+    def list_queues(root: str | os.PathLike, ttl: float = 1.0) -> list[QueueSummary]:
+        """One :class:`QueueSummary` per queue under the bus folder ``root`` (what ``chronicle ls``
+        shows), by name; a queue that cannot be read is listed with ``error`` set. Read-only."""
+        return _info.list_queues(root, ttl)
 
     @staticmethod
     def exists(path: str | os.PathLike) -> bool:

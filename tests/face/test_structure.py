@@ -21,7 +21,7 @@ LAYERS = (
     ("loop",),
     ("control",),
     ("frames",),
-    ("cli",),
+    ("cli", "bench"),
     ("__init__",),
 )
 

@@ -6,7 +6,10 @@ import os
 
 import pytest
 
-from chronicle_async import NotAQueueError, Queue, QueueNotFoundError, WriterConfig, inspect_queue, list_queues
+from chronicle_async import NotAQueueError, Queue, QueueNotFoundError, WriterConfig
+
+inspect_queue = Queue.inspect
+list_queues = Queue.list_queues
 from tests.writer_process import WriterProcess
 
 TINY = WriterConfig(segment_size=16 * 1024)
