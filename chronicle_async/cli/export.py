@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 HELP = "write a range of messages to a Parquet or CSV file (needs pyarrow)"
 DESCRIPTION = """\
-Write the messages now on disk, from --from to --until (both included; an integer is a seq, an ISO 8601
+Write the messages now on disk, from --from (included) up to --until (excluded); an integer is a seq, an ISO 8601
 time like 2024-05-01T12:00:00.5Z is a timestamp, no zone meaning UTC), to OUT, a .parquet or .csv file.
 Columns: seq, timestamp (timestamp[ns, UTC]), type_id, payload (binary; hex text in CSV). With --dtype
 each payload is decoded as one numpy structured record and its fields become columns instead of payload.
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="QUEUE", help="the queue folder")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the output file: NAME.parquet or NAME.csv")
     p.add_argument("--from", dest="start", type=seq_or_time, metavar="SEQ|TIME", help="first seq or time (default: the oldest on disk)")
-    p.add_argument("--until", type=seq_or_time, metavar="SEQ|TIME", help="last seq or time, included (default: the newest)")
+    p.add_argument("--until", type=seq_or_time, metavar="SEQ|TIME", help="stop before this seq or time (excluded, as in tail --until; default: after the newest)")
     p.add_argument("--type", type=type_id, action="append", metavar="N", help="only this type_id (repeat for several)")
     p.add_argument("--dtype", metavar="SPEC",
                    help="numpy structured dtype of each payload, e.g. 'ts:<i8,px:<f8' or \"[('ts','<i8'),('px','<f8')]\"")

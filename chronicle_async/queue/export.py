@@ -134,8 +134,9 @@ def export_queue(path: str | os.PathLike, out: str, *, start_seq: int | None = N
                  until_seq: int | None = None, until_ns: int | None = None, types: list[int] | None = None,
                  dtype: np.dtype | None = None, force: bool = False,
                  progress: Progress | None = None) -> ExportSummary:
-    """Write the messages of the queue at ``path`` now on disk, from ``start_*`` up to and including
-    ``until_*``, of ``types`` (all if None), to ``out`` (``.parquet`` or ``.csv``).
+    """Write the messages of the queue at ``path`` now on disk, from ``start_*`` (included) up to
+    ``until_*`` (excluded, like ``chronicle tail --until`` and ``range``), of ``types`` (all if None),
+    to ``out`` (``.parquet`` or ``.csv``).
 
     Refuses an existing ``out`` unless ``force`` (FileExistsError); raises ModuleNotFoundError naming
     the extra to install if pyarrow is missing, QueueNotFoundError if there is no queue.
@@ -163,8 +164,8 @@ def export_queue(path: str | os.PathLike, out: str, *, start_seq: int | None = N
             batch = _Batch()
             while True:
                 msg = reader.next()
-                done = (msg is None or (until_seq is not None and msg.seq > until_seq)
-                        or (until_ns is not None and msg.timestamp_ns > until_ns))
+                done = (msg is None or (until_seq is not None and msg.seq >= until_seq)
+                        or (until_ns is not None and msg.timestamp_ns >= until_ns))
                 if not done and (wanted is None or msg.type_id in wanted):
                     batch.add(msg.seq, msg.timestamp_ns, msg.type_id, bytes(msg.payload))
                 if batch.seq and (done or batch.full()):

@@ -61,10 +61,10 @@ def test_export_with_type_and_dtype_makes_the_dtype_fields_columns(queue, tmp_pa
     assert t.column("px").to_pylist() == [float(r["px"]) for _s, r in ticks]
 
 
-def test_export_a_seq_range_to_csv_includes_both_ends_with_hex_payloads(queue, tmp_path):
+def test_export_a_seq_range_to_csv_includes_from_and_stops_before_until_with_hex_payloads(queue, tmp_path):
     path, written = queue
     out = tmp_path / "range.csv"
-    p = chronicle("export", path, "--from", 100, "--until", 199, "-o", out)
+    p = chronicle("export", path, "--from", 100, "--until", 200, "-o", out)
     assert p.returncode == 0, p.stderr
     t = pacsv.read_csv(out, convert_options=pacsv.ConvertOptions(column_types={"payload": pa.string()}))
     assert t.column("seq").to_pylist() == list(range(100, 200))
@@ -118,4 +118,4 @@ def test_export_a_time_range_keeps_exactly_the_messages_stamped_inside_it(queue,
     out = tmp_path / "window.parquet"
     p = chronicle("export", path, "--from", iso(lo), "--until", iso(hi), "-o", out)
     assert p.returncode == 0, p.stderr
-    assert pq.read_table(out).column("seq").to_pylist() == [s for s, ts in stamps if lo <= ts <= hi]
+    assert pq.read_table(out).column("seq").to_pylist() == [s for s, ts in stamps if lo <= ts < hi]
