@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_non_negative_int, metavar="N", help="rounds to run (the suite's default: 3)")
     p.add_argument("--out", metavar="FILE", help="also write the markdown report here")
     p.set_defaults(func=_bench)
+    from .bridge import register as register_bridge; register_bridge(sub)
     return parser
 
 
