@@ -32,13 +32,23 @@ def last_stream_seq(writer: QueueWriter) -> int:
         return 0 if m is None else ids.unpack(m).stream_seq
 
 
+async def _unsubscribe(sub: Any) -> None:
+    import nats.errors
+
+    try:
+        await sub.unsubscribe()
+    except nats.errors.Error:  # the connection is down: the subscription is gone anyway
+        pass
+
+
 class BridgeIn:
     """Append the messages of ``stream`` (optionally only ``subject``) to local queue ``path``.
 
     Exactly once into the queue: on start it reads the stream seq of the queue's last message (each
-    appended message starts with :data:`ids.PREFIX`), (re)places durable consumer ``durable`` just
-    after it if the consumer is ahead, skips any redelivered message at or below it, and acks only
-    after the local append. Each local message keeps the source type_id and timestamp_ns; use
+    appended message starts with :data:`ids.PREFIX`) and places durable consumer ``durable`` just
+    after it; it places it there again after every outage or reconnection (so messages the consumer
+    delivered but the bridge never received are not skipped), skips any redelivered message at or
+    below it, and acks only after the local append. Each local message keeps the source type_id and timestamp_ns; use
     :func:`ids.unpack` for the source seq and the payload. Run it with ``await bridge.run()`` or as a
     ControlPlane worker.
     """
@@ -50,33 +60,32 @@ class BridgeIn:
         self.server, self.stream, self.subject, self.durable = server, stream, subject, durable
         self.batch, self.connect_timeout, self.fetch_wait = int(batch), float(connect_timeout), float(fetch_wait)
         self.stats = InStats()
+        self._replace = True
 
     async def run(self) -> None:
         """Connect, check the stream, then append forever (cancel it to stop)."""
-        nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-in-{self.durable}")
+        nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-in-{self.durable}",
+                           on_reconnect=self._must_replace)
         try:
             js = nc.jetstream()
-            subjects = await check_stream(js, self.server, self.stream, self.subject)
+            await check_stream(js, self.server, self.stream, self.subject)
             with Queue.open_publisher(self.path) as writer:
                 self.stats.last_stream_seq = last_stream_seq(writer)
-                await self._place_consumer(js, subjects)
-                sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
-                await self._serve(sub, writer)
+                await self._serve(js, writer)
         finally:
             await nc.close()
 
-    async def _place_consumer(self, js: Any, subjects: list[str]) -> None:
+    def _must_replace(self) -> None:
+        self._replace = True
+
+    async def _place_consumer(self, js: Any) -> Any:
+        """(Re)create the durable consumer just after the queue's last appended stream seq; bind to it."""
         import nats.js.api as api
         import nats.js.errors as jse
 
+        self._replace = False
         last = self.stats.last_stream_seq
         try:
-            info = await js.consumer_info(self.stream, self.durable)
-            ahead = info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > last
-            if not ahead and info.config.filter_subject == self.subject:
-                return
-            log.info("bridge in %s: consumer is past the queue's tail (stream seq %d); placing it again",
-                     self.durable, last)
             await js.delete_consumer(self.stream, self.durable)
         except jse.NotFoundError:
             pass
@@ -85,16 +94,24 @@ class BridgeIn:
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
             filter_subject=self.subject, max_ack_pending=self.batch * 4, ack_wait=30.0,
         ))
+        return await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
-    async def _serve(self, sub: Any, writer: QueueWriter) -> None:
+    async def _serve(self, js: Any, writer: QueueWriter) -> None:
         import nats.errors
 
+        sub = None
         while True:
             try:
+                if self._replace or sub is None:
+                    old, sub = sub, None
+                    if old is not None:
+                        await _unsubscribe(old)
+                    sub = await self._place_consumer(js)
                 msgs = await sub.fetch(self.batch, timeout=self.fetch_wait)
             except nats.errors.TimeoutError:
                 continue
             except nats.errors.Error as e:
+                self._replace = True
                 self.stats.outages += 1
                 log.warning("bridge in %s: %s: %s; retrying", self.durable, type(e).__name__, e)
                 await asyncio.sleep(0.2)

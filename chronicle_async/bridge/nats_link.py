@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -42,11 +42,13 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
-async def connect(url: str, *, connect_timeout: float = 5.0, name: str = "chronicle-bridge") -> Any:
+async def connect(url: str, *, connect_timeout: float = 5.0, name: str = "chronicle-bridge",
+                  on_reconnect: Callable[[], None] | None = None) -> Any:
     """Connect to ``url``; afterwards the client reconnects forever by itself (an outage only pauses).
 
     Raises :class:`BridgeURLError`, :class:`BridgeUnreachableError` (nothing answered within
-    ``connect_timeout`` seconds) or :class:`BridgeAuthError`.
+    ``connect_timeout`` seconds) or :class:`BridgeAuthError`. ``on_reconnect`` is called after each
+    reconnection.
     """
     check_url(url)
     try:
@@ -60,6 +62,11 @@ async def connect(url: str, *, connect_timeout: float = 5.0, name: str = "chroni
     async def quiet(_e: Exception) -> None:  # outages are expected; the bridge logs what it does about them
         log.debug("nats: %s", _e)
 
+    async def reconnected() -> None:
+        log.info("nats: reconnected to %s", url)
+        if on_reconnect is not None:
+            on_reconnect()
+
     first = asyncio.get_running_loop().create_future()
 
     async def failed(e: Exception) -> None:
@@ -71,7 +78,7 @@ async def connect(url: str, *, connect_timeout: float = 5.0, name: str = "chroni
             nats.connect(
                 url, name=name, connect_timeout=min(connect_timeout, 2.0), allow_reconnect=True,
                 max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=failed, ping_interval=2,
-                max_outstanding_pings=2,
+                max_outstanding_pings=2, reconnected_cb=reconnected,
             ),
             connect_timeout,
         )

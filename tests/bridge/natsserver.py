@@ -94,10 +94,11 @@ def stream_count(url: str, name: str) -> int:
 def stream_source_seqs(url: str, name: str) -> list[int]:
     """Every message's ``Chronicle-Seq`` header, in stream order (an ephemeral pull consumer)."""
     import nats.errors
+    from nats.js.api import AckPolicy, ConsumerConfig
 
     async def body(js: Any) -> list[int]:
         total = (await js.stream_info(name)).state.messages
-        sub = await js.pull_subscribe(">", stream=name)
+        sub = await js.pull_subscribe(">", stream=name, config=ConsumerConfig(ack_policy=AckPolicy.NONE))
         seqs: list[int] = []
         while len(seqs) < total:
             try:
