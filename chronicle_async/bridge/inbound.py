@@ -116,6 +116,8 @@ class BridgeIn:
                 log.warning("bridge in %s: %s: %s; retrying", self.durable, type(e).__name__, e)
                 await asyncio.sleep(0.2)
                 continue
+            if not msgs:  # a fetch can end with nothing but a status
+                continue
             self._append(writer, msgs)
             try:
                 await msgs[-1].ack()  # AckPolicy.ALL: acks the whole batch, after the appends
