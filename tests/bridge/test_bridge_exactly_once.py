@@ -22,6 +22,11 @@ def _in(procs: Procs, dst: pathlib.Path, server: NatsServer):
     return procs.chronicle("bridge", "in", "--server", server.url, "--stream", "S", "--subject", "bus.src", dst)
 
 
+def _assert_running(*ps) -> None:
+    for p in ps:
+        assert p.poll() is None, f"a bridge exited ({p.returncode}): {open(p.log_path).read()[-3000:]}"
+
+
 def _wait_exists(path: pathlib.Path) -> None:
     from chronicle_async import Queue
 
@@ -53,9 +58,9 @@ def test_round_trip_of_100k_random_size_messages_through_separate_processes_arri
     src, dst = tmp_path / "src", tmp_path / "dst"
     writer = procs.python(WRITER, src, n, 0)
     _wait_exists(src)
-    _out(procs, src, nats_server)
-    _in(procs, dst, nats_server)
+    bridges = _out(procs, src, nats_server), _in(procs, dst, nats_server)
     seen = read_bridged(str(dst), n, timeout=150)
+    _assert_running(*bridges)
     assert writer.wait(60) == 0
     assert len(seen) == n
     assert [s for _, s in seen] == sorted({s for _, s in seen})
@@ -103,6 +108,7 @@ def test_bridge_out_restarted_after_the_duplicate_window_with_its_commit_lost_re
     time.sleep(3.0)
     p.terminate()
     assert p.wait(10) == 143
+    assert "published=0," in open(p.log_path).read()  # it read the stream's last message and skipped to its end
     _assert_stream_holds_each_once(nats_server, 2_000)
 
 
@@ -115,14 +121,14 @@ def test_nats_server_killed_9_and_restarted_on_its_store_mid_stream_the_bridges_
     src, dst = tmp_path / "src", tmp_path / "dst"
     writer = procs.python(WRITER, src, n, 5_000)  # six seconds of feed
     _wait_exists(src)
-    _out(procs, src, nats_server)
-    _in(procs, dst, nats_server)
+    bridges = _out(procs, src, nats_server), _in(procs, dst, nats_server)
     for _ in range(2):
         time.sleep(1.5)
         nats_server.kill9()
         time.sleep(0.5)
         nats_server.start()
     seen = read_bridged(str(dst), n, timeout=90)
+    _assert_running(*bridges)
     assert writer.wait(30) == 0
     assert len(seen) == n
     _assert_stream_holds_each_once(nats_server, n)
@@ -143,6 +149,7 @@ def test_bridge_in_killed_9_at_random_moments_appends_every_message_once(
         time.sleep(rnd.uniform(0.6, 1.4))
         p.kill()
         p.wait()
-    _in(procs, dst, nats_server)
+    last = _in(procs, dst, nats_server)
     seen = read_bridged(str(dst), n, timeout=60)
+    _assert_running(last)
     assert len(seen) == n
