@@ -2,7 +2,7 @@
 
 Beside them, in the same run: a plain nats-py ``publish_async`` loop into the same kind of stream
 (the client's ceiling). ``nats-server`` ships no benchmark tool of its own (``nats bench`` is in the
-separate ``nats`` CLI); when ``nats`` is on PATH its figure is added.
+separate ``nats`` CLI, not a pip dependency): the report says so; run ``nats bench`` beside it.
 
 Run:  python -m benchmarks.bridge [--messages N] [--size BYTES] [--rate MSGS_PER_S]
 """
@@ -137,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| bridge out + bridge in, queue -> stream -> queue (backlog) | {thr:,.0f} | | |")
     print(f"| same, writer at {args.rate:,.0f} msgs/s: end-to-end latency | | {p50:,.0f} | {p99:,.0f} |")
     if shutil.which("nats") is None:
-        print("\n(nats-server's own figure needs the `nats` CLI (`nats bench`), not installed here)")
+        print("\n(nats-server has no benchmark of its own; `nats bench`, in the separate `nats` CLI, is not installed here)")
 
 
 if __name__ == "__main__":
