@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..queue.queue import Queue
@@ -21,7 +20,6 @@ class OutStats:
     duplicates: int = 0
     outages: int = 0
     committed_seq: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class BridgeOut:

@@ -25,6 +25,16 @@ def _positive(text: str) -> float:
     return v
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def _run(bridge: Any) -> int:
     from ..control import run
 
@@ -92,7 +102,7 @@ def register(sub: Any) -> None:
     common(o)
     o.add_argument("--subject", required=True, metavar="SUBJ", help="the subject to publish on (one per source queue)")
     o.add_argument("--name", default="bridge-out", help="the reader name (default: %(default)s)")
-    o.add_argument("--window", type=int, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
+    o.add_argument("--window", type=_count, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
     o.add_argument("--ack-timeout", type=_positive, default=5.0, metavar="SECONDS",
                    help="acks not in by then count as an outage: resend from the commit (default: %(default)s)")
     o.set_defaults(func=_out)
@@ -107,6 +117,6 @@ def register(sub: Any) -> None:
     common(i)
     i.add_argument("--subject", metavar="SUBJ", help="only this subject (default: all the stream's)")
     i.add_argument("--durable", default="chronicle-bridge-in", help="the consumer name (default: %(default)s)")
-    i.add_argument("--batch", type=int, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
+    i.add_argument("--batch", type=_count, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
     i.add_argument("path", metavar="QUEUE", help="the destination queue folder (this process is its writer)")
     i.set_defaults(func=_in)
