@@ -58,3 +58,16 @@ def test_bridge_in_with_a_wrong_subject_filter_exits_1_with_a_subject_mismatch_e
                   timeout=30)
     assert p.returncode == 1, p.stderr
     assert "chronicle: SubjectMismatchError:" in p.stderr
+
+
+def test_bridge_help_names_both_directions_and_the_local_prefix() -> None:
+    p = chronicle("bridge", "--help", timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "out|in" in p.stdout and "16 bytes" in p.stdout and "docs/bridge.md" in p.stdout
+
+
+def test_bridge_out_with_a_window_of_zero_is_a_usage_error(tmp_path: pathlib.Path) -> None:
+    p = chronicle("bridge", "out", tmp_path / "q", "--server", "nats://127.0.0.1:1", "--stream", "S",
+                  "--subject", "a", "--window", "0", timeout=30)
+    assert p.returncode == 2
+    assert "chronicle: UsageError: bridge out: argument --window: must be >= 1" in p.stderr
