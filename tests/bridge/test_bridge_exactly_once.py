@@ -67,6 +67,7 @@ def test_round_trip_of_100k_random_size_messages_through_separate_processes_arri
     _assert_stream_holds_each_once(nats_server, n)
 
 
+@pytest.mark.slow
 def test_bridge_out_killed_9_at_random_moments_loses_nothing_and_duplicates_nothing_in_the_stream(
     tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
 ) -> None:
@@ -134,6 +135,7 @@ def test_nats_server_killed_9_and_restarted_on_its_store_mid_stream_the_bridges_
     _assert_stream_holds_each_once(nats_server, n)
 
 
+@pytest.mark.slow
 def test_bridge_in_killed_9_at_random_moments_appends_every_message_once(
     tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
 ) -> None:
