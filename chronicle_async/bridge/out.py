@@ -99,17 +99,17 @@ class BridgeOut:
                 m = await reader.next_async(timeout=self.idle_wait)
                 if m is None:
                     continue
-            acks = []
-            while True:
-                acks.append(await js.publish_async(self.subject, m.payload, headers=ids.out_headers(queue_id, m)))
-                if len(acks) >= self.window:
-                    break
-                m = reader.next(0.0)
-                if m is None:
-                    break
+            acks: list[asyncio.Future] = []
             try:
+                while True:
+                    acks.append(await js.publish_async(self.subject, m.payload, headers=ids.out_headers(queue_id, m)))
+                    if len(acks) >= self.window:
+                        break
+                    m = reader.next(0.0)
+                    if m is None:
+                        break
                 done = await asyncio.wait_for(asyncio.gather(*acks), self.ack_timeout)
-            except BaseException:
+            except BaseException:  # an outage, or a stop: nothing of this window is committed
                 for a in acks:
                     a.cancel()
                 raise
