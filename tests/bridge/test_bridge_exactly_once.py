@@ -90,7 +90,7 @@ def test_bridge_out_killed_9_at_random_moments_loses_nothing_and_duplicates_noth
     assert _wait_count(nats_server, n, 60) == n
     time.sleep(0.5)
     last.terminate()
-    assert last.wait(10) == 143
+    assert last.wait(60) == 143
     stats = re.search(r"published=(\d+), duplicates=(\d+)", open(last.log_path).read())
     assert stats, open(last.log_path).read()
     published, duplicates = map(int, stats.groups())
@@ -109,13 +109,13 @@ def test_bridge_out_restarted_after_the_duplicate_window_with_its_commit_lost_re
     p = _out(procs, src, nats_server)
     assert _wait_count(nats_server, 2_000, 30) == 2_000
     p.terminate()
-    assert p.wait(10) == 143
+    assert p.wait(60) == 143  # under load it may still be starting (numba) when the signal lands
     Queue.delete_reader(src, "bridge-out")  # as if the commit never reached the disk
     time.sleep(1.0)  # past the duplicate window: Nats-Msg-Id alone would no longer catch a re-send
     p = _out(procs, src, nats_server)
     time.sleep(3.0)
     p.terminate()
-    assert p.wait(10) == 143
+    assert p.wait(60) == 143  # under load it may still be starting (numba) when the signal lands
     assert "published=0," in open(p.log_path).read()  # it read the stream's last message and skipped to its end
     _assert_stream_holds_each_once(nats_server, 2_000)
 
