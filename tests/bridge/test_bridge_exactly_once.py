@@ -10,6 +10,7 @@ import pytest
 
 from tests.bridge.conftest import Procs
 from tests.bridge.feed import WRITER, read_bridged, write
+from tests.cli.console import chronicle_json
 from tests.bridge.natsserver import NatsServer, add_stream, stream_count, stream_source_seqs
 
 
@@ -113,7 +114,11 @@ def test_bridge_out_restarted_after_the_duplicate_window_with_its_commit_lost_re
     Queue.delete_reader(src, "bridge-out")  # as if the commit never reached the disk
     time.sleep(1.0)  # past the duplicate window: Nats-Msg-Id alone would no longer catch a re-send
     p = _out(procs, src, nats_server)
-    time.sleep(3.0)
+    deadline = time.monotonic() + 60
+    while not any(e["name"] == "bridge-out" and e["live"] for e in chronicle_json("readers", src)["readers"]):
+        assert time.monotonic() < deadline and p.poll() is None, open(p.log_path).read()
+        time.sleep(0.1)
+    time.sleep(1.0)  # it has read the stream's last message and would be publishing now
     p.terminate()
     assert p.wait(60) == 143  # under load it may still be starting (numba) when the signal lands
     assert "published=0," in open(p.log_path).read()  # it read the stream's last message and skipped to its end
