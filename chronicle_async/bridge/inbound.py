@@ -110,7 +110,7 @@ class BridgeIn:
                 msgs = await sub.fetch(self.batch, timeout=self.fetch_wait)
             except nats.errors.TimeoutError:
                 continue
-            except nats.errors.Error as e:
+            except (nats.errors.Error, asyncio.TimeoutError) as e:  # the client raises both under load
                 self._replace = True
                 self.stats.outages += 1
                 log.warning("bridge in %s: %s: %s; retrying", self.durable, type(e).__name__, e)
