@@ -18,7 +18,7 @@ while read -r xy exe; do
     if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
       echo "== setting up $venv ($exe)"
       "$exe" -m venv "$venv" && "$venv/bin/python" -m pip install --quiet --upgrade pip \
-        && "$venv/bin/python" -m pip install --quiet -e ".[test,bench]" && touch "$venv/.installed" || {
+        && "$venv/bin/python" -m pip install --quiet -e ".[test,bench,bridge]" && touch "$venv/.installed" || {
           summary+=("$xy: set-up FAILED"); status=1; continue; }
     fi
   fi

@@ -1,7 +1,7 @@
 """The ``chronicle`` command. Imports are lazy so ``chronicle --help`` compiles nothing.
 
 Commands: ``demo``, ``ls``, ``inspect``, ``tail``, ``publish``, ``readers``, ``monitor``, ``rm``,
-``purge``, ``verify``, ``export``, ``bench``, ``completion``. Errors are printed as
+``purge``, ``verify``, ``export``, ``bench``, ``completion``, ``bridge``. Errors are printed as
 ``chronicle: <TypeName>: message``; the exit code is 1 for an error from the library or the file
 system, 2 for a usage error, 130 on Ctrl-C (143 on SIGTERM).
 """
@@ -299,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_monitor)
 
     from . import admin, completion, publish
+    from . import bridge as bridge_cmd
     from . import bench as bench_cmd
     from . import export as export_cmd
     from . import verify as verify_cmd
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.register(sub)
     export_cmd.register(sub)
     bench_cmd.register(sub)
+    bridge_cmd.register(sub)
     completion.register(sub, parser)
     return parser
 

@@ -20,7 +20,7 @@ LAYERS = (
     ("queue",),
     ("loop",),
     ("control",),
-    ("frames",),
+    ("frames", "bridge"),
     ("cli", "bench"),
     ("__init__",),
 )

@@ -1,0 +1,122 @@
+"""``chronicle bridge out|in``: the NATS JetStream bridge (parsing and printing; the logic is in chronicle_async.bridge)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+_EPILOG = """\
+examples:
+  chronicle bridge out /dev/shm/bus/prices --server nats://127.0.0.1:4222 --stream PRICES --subject prices.host1
+  chronicle bridge in --server nats://10.0.0.5:4222 --stream PRICES --subject prices.host1 /dev/shm/bus/prices-host1
+
+Both run until Ctrl-C (exit 130) or SIGTERM (exit 143), exactly once across restarts; see docs/bridge.md.
+Messages appended by `bridge in` start with 16 bytes: the stream seq and the source seq (u64 little-endian);
+the source type_id and timestamp_ns are the local message's own.
+"""
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _run(bridge: Any) -> int:
+    from ..control import run
+
+    async def main() -> int:
+        task = asyncio.ensure_future(bridge.run())
+        stopped: list[int] = []
+
+        def stop(signum: int) -> None:
+            stopped.append(signum)
+            task.cancel()
+
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, stop, s)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+        print(f"chronicle bridge: stopped: {bridge.stats}", file=sys.stderr)
+        return 128 + stopped[0] if stopped else 0
+
+    return run(main())
+
+
+def _out(args: argparse.Namespace) -> int:
+    from ..bridge import BridgeOut
+
+    return _run(BridgeOut(args.path, server=args.server, stream=args.stream, subject=args.subject, name=args.name,
+                          window=args.window, ack_timeout=args.ack_timeout, connect_timeout=args.connect_timeout))
+
+
+def _in(args: argparse.Namespace) -> int:
+    from ..bridge import BridgeIn
+
+    return _run(BridgeIn(args.path, server=args.server, stream=args.stream, subject=args.subject,
+                         durable=args.durable, batch=args.batch, connect_timeout=args.connect_timeout))
+
+
+def register(sub: Any) -> None:
+    """Add ``chronicle bridge out`` and ``chronicle bridge in`` to the ``chronicle`` sub-commands."""
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "bridge", help="bridge a queue to a NATS JetStream stream and back, exactly once (extra: bridge)",
+        description="Copy a queue to a NATS JetStream stream (out) or a stream into a queue (in), exactly once "
+        "across crashes of the bridge and the server. Needs `pip install chronicle_async[bridge]`.",
+        epilog=_EPILOG, formatter_class=raw,
+    )
+    verbs = p.add_subparsers(dest="direction", metavar="out|in", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--server", required=True, metavar="URL", help="NATS server, e.g. nats://127.0.0.1:4222")
+        q.add_argument("--stream", required=True, metavar="S", help="the JetStream stream (it must exist)")
+        q.add_argument("--connect-timeout", type=_positive, default=5.0, metavar="SECONDS",
+                       help="give up if no server answers the first connect within this (default: %(default)s)")
+
+    o = verbs.add_parser(
+        "out", help="publish a queue's messages to a stream (a named reader; commits after the acks)",
+        description="Tail QUEUE as named reader --name and publish each message to SUBJ of stream S, with headers "
+        "Chronicle-Seq, Chronicle-Timestamp-Ns, Chronicle-Type-Id, Chronicle-Queue-Id and Nats-Msg-Id. Its lag "
+        "shows in `chronicle readers QUEUE` like any named reader. An outage pauses it; it resumes by itself.",
+        epilog=_EPILOG, formatter_class=raw,
+    )
+    o.add_argument("path", metavar="QUEUE", help="the queue folder")
+    common(o)
+    o.add_argument("--subject", required=True, metavar="SUBJ", help="the subject to publish on (one per source queue)")
+    o.add_argument("--name", default="bridge-out", help="the reader name (default: %(default)s)")
+    o.add_argument("--window", type=_count, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
+    o.add_argument("--ack-timeout", type=_positive, default=5.0, metavar="SECONDS",
+                   help="acks not in by then count as an outage: resend from the commit (default: %(default)s)")
+    o.set_defaults(func=_out)
+
+    i = verbs.add_parser(
+        "in", help="append a stream's messages to a local queue (a durable consumer; acks after the append)",
+        description="Append the messages of stream S (only SUBJ with --subject) to QUEUE, as its writer, through "
+        "durable consumer --durable. Each local message is the 16-byte prefix (stream seq, source seq) and the "
+        "source payload, with the source type_id and timestamp_ns.",
+        epilog=_EPILOG, formatter_class=raw,
+    )
+    common(i)
+    i.add_argument("--subject", metavar="SUBJ", help="only this subject (default: all the stream's)")
+    i.add_argument("--durable", default="chronicle-bridge-in", help="the consumer name (default: %(default)s)")
+    i.add_argument("--batch", type=_count, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
+    i.add_argument("path", metavar="QUEUE", help="the destination queue folder (this process is its writer)")
+    i.set_defaults(func=_in)
