@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -35,6 +36,10 @@ def _count(text: str) -> int:
     return v
 
 
+#: Seconds a stopping bridge gets to finish its window and close its connection before it exits anyway.
+STOP_GRACE_S = 10.0
+
+
 def _run(bridge: Any) -> int:
     from ..control import run
 
@@ -45,6 +50,13 @@ def _run(bridge: Any) -> int:
         def stop(signum: int) -> None:
             stopped.append(signum)
             task.cancel()
+            loop.call_later(STOP_GRACE_S, give_up, signum)
+
+        def give_up(signum: int) -> None:
+            # A stop must never hang: what was acked is committed, and a restart resumes exactly once.
+            print(f"chronicle bridge: did not stop within {STOP_GRACE_S:g} s of signal {signum}; exiting "
+                  f"(nothing unacknowledged was committed): {bridge.stats}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
 
         loop = asyncio.get_running_loop()
         for s in (signal.SIGTERM, signal.SIGINT):
