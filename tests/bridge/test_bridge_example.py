@@ -9,14 +9,15 @@ import time
 
 from tests.bridge.conftest import Procs
 from tests.bridge.feed import write
-from tests.bridge.natsserver import NatsServer, add_stream, stream_count
+from chronicle_async.bridge import LocalNatsServer
+from tests.bridge.natsserver import add_stream, stream_count
 from tests.cli.console import chronicle_json
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bridge_two_hosts.py")
 
 
 def test_two_hosts_example_delivers_the_feed_of_host_a_to_host_b_once_in_order(
-    tmp_path: pathlib.Path, nats_server: NatsServer
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer
 ) -> None:
     p = subprocess.run([sys.executable, EXAMPLE, str(tmp_path / "ex")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -25,7 +26,7 @@ def test_two_hosts_example_delivers_the_feed_of_host_a_to_host_b_once_in_order(
 
 
 def test_bridge_out_lag_shows_in_chronicle_readers_and_drops_to_zero(
-    tmp_path: pathlib.Path, nats_server: NatsServer, procs: Procs
+    tmp_path: pathlib.Path, nats_server: LocalNatsServer, procs: Procs
 ) -> None:
     add_stream(nats_server.url, "S", ["bus.>"])
     src = tmp_path / "src"
