@@ -84,11 +84,26 @@ class LocalNatsServer:
         except OSError as e:
             return f"(no log: {e})"
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the server and wait until it accepts TCP connections (at most ``timeout`` seconds).
+    def _ready(self, start_at: int) -> bool:
+        """This process logged "Server is ready" (another server on the port does not count) and accepts."""
+        assert self.proc is not None
+        if start_at >= 0:  # a regular log file: look for our own pid's line past where this start began
+            with open(self.log_path, "rb") as f:
+                f.seek(start_at)
+                mine = f"[{self.proc.pid}] ".encode()
+                if not any(line.startswith(mine) and b"Server is ready" in line for line in f):
+                    return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
 
-        Raises :class:`NatsServerError` if the binary is missing, or if it exits or does not listen
-        in time (with the tail of its log).
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server; return once it logged "Server is ready" and accepts TCP connections.
+
+        Raises :class:`NatsServerError` if the binary is missing, or if it exits (a port in use, say)
+        or is not ready within ``timeout`` seconds (with the tail of its log).
         """
         binary = find_nats_server()
         if binary is None:
@@ -97,6 +112,7 @@ class LocalNatsServer:
         parent = os.path.dirname(os.path.abspath(self.log_path))
         os.makedirs(parent, exist_ok=True)
         with open(self.log_path, "ab") as out:
+            start_at = out.tell() if os.path.isfile(self.log_path) else -1
             self.proc = subprocess.Popen(self._command(binary), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -107,16 +123,14 @@ class LocalNatsServer:
                     f"nats-server on 127.0.0.1:{self.port} exited with code {code} at start; "
                     f"its log ({self.log_path}) ends: {self._log_tail()}"
                 )
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            if self._ready(start_at):
                 return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         self.kill9()
         raise NatsServerError(
-            f"nats-server did not listen on 127.0.0.1:{self.port} within {timeout:g} s; "
+            f"nats-server was not ready on 127.0.0.1:{self.port} within {timeout:g} s; "
             f"its log ({self.log_path}) ends: {self._log_tail()}"
         )
 
