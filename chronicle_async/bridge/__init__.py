@@ -15,6 +15,7 @@ from .errors import BridgeDependencyError as BridgeDependencyError
 from .errors import BridgeError as BridgeError
 from .errors import BridgeUnreachableError as BridgeUnreachableError
 from .errors import BridgeURLError as BridgeURLError
+from .errors import CredentialsFileError as CredentialsFileError
 from .errors import NatsServerError as NatsServerError
 from .errors import StreamNotFoundError as StreamNotFoundError
 from .errors import SubjectMismatchError as SubjectMismatchError
@@ -27,6 +28,6 @@ from .server import find_nats_server as find_nats_server
 
 __all__ = [
     "BridgeAuthError", "BridgeDependencyError", "BridgeError", "BridgeIn", "BridgeOut", "BridgeURLError",
-    "BridgeUnreachableError", "BridgedMessage", "LocalNatsServer", "NatsServerError",
+    "BridgeUnreachableError", "BridgedMessage", "CredentialsFileError", "LocalNatsServer", "NatsServerError",
     "StreamNotFoundError", "SubjectMismatchError", "find_nats_server", "unpack",
 ]

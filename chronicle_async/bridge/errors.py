@@ -35,3 +35,6 @@ class SubjectMismatchError(BridgeError):
 class NatsServerError(BridgeError):
     """A :class:`~chronicle_async.bridge.server.LocalNatsServer` could not start (no binary, or it exited or did not listen)."""
 
+
+class CredentialsFileError(BridgeError):
+    """The ``.creds`` file given to the bridge is missing or cannot be read."""

@@ -55,17 +55,26 @@ class BridgeIn:
 
     def __init__(self, path: str | os.PathLike, *, server: str, stream: str, subject: str | None = None,
                  durable: str = "chronicle-bridge-in", batch: int = 1000, connect_timeout: float = 5.0,
-                 fetch_wait: float = 0.5):
+                 fetch_wait: float = 0.5, user: str | None = None, password: str | None = None,
+                 token: str | None = None, creds: str | os.PathLike | None = None):
+        """Credentials, if the server wants them: ``user`` and ``password``, or ``token``, or ``creds`` (a
+        NATS ``.creds`` file). Mixing kinds raises ``ValueError``; a refusal raises BridgeAuthError from run()."""
         self.path = os.fspath(path)
         self.server, self.stream, self.subject, self.durable = server, stream, subject, durable
         self.batch, self.connect_timeout, self.fetch_wait = int(batch), float(connect_timeout), float(fetch_wait)
+        from .nats_link import check_auth
+
+        check_auth(user, password, token, creds)
+        self.user, self.creds = user, (os.fspath(creds) if creds is not None else None)
+        self._password, self._token = password, token  # kept out of stats and logs
         self.stats = InStats()
         self._replace = True
 
     async def run(self) -> None:
         """Connect, check the stream, then append forever (cancel it to stop)."""
         nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-in-{self.durable}",
-                           on_reconnect=self._must_replace)
+                           on_reconnect=self._must_replace, user=self.user, password=self._password,
+                           token=self._token, creds=self.creds)
         try:
             js = nc.jetstream()
             await check_stream(js, self.server, self.stream, self.subject)

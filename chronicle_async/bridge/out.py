@@ -39,17 +39,26 @@ class BridgeOut:
 
     def __init__(self, path: str | os.PathLike, *, server: str, stream: str, subject: str,
                  name: str = "bridge-out", window: int = 2000, ack_timeout: float = 5.0,
-                 connect_timeout: float = 5.0, idle_wait: float = 0.5):
+                 connect_timeout: float = 5.0, idle_wait: float = 0.5, user: str | None = None,
+                 password: str | None = None, token: str | None = None, creds: str | os.PathLike | None = None):
+        """Credentials, if the server wants them: ``user`` and ``password``, or ``token``, or ``creds`` (a
+        NATS ``.creds`` file). Mixing kinds raises ``ValueError``; a refusal raises BridgeAuthError from run()."""
         self.path = os.fspath(path)
         self.server, self.stream, self.subject, self.name = server, stream, subject, name
         self.window, self.ack_timeout = int(window), float(ack_timeout)
         self.connect_timeout, self.idle_wait = float(connect_timeout), float(idle_wait)
+        from .nats_link import check_auth
+
+        check_auth(user, password, token, creds)
+        self.user, self.creds = user, (os.fspath(creds) if creds is not None else None)
+        self._password, self._token = password, token  # kept out of stats and logs
         self.stats = OutStats()
 
     async def run(self) -> None:
         """Connect, check the stream, then publish forever (cancel it to stop). Raises typed errors
         for a bad URL, an unreachable server, a missing stream or a subject the stream does not capture."""
-        nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-out-{self.name}")
+        nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-out-{self.name}",
+                           user=self.user, password=self._password, token=self._token, creds=self.creds)
         try:
             js = nc.jetstream(publish_async_max_pending=self.window * 4)
             await check_stream(js, self.server, self.stream, self.subject)
