@@ -8,10 +8,15 @@ import signal
 import sys
 from typing import Any
 
+from .argtypes import positive_int, positive_seconds
+
 _EPILOG = """\
 examples:
   chronicle bridge out /dev/shm/bus/prices --server nats://127.0.0.1:4222 --stream PRICES --subject prices.host1
   chronicle bridge in --server nats://10.0.0.5:4222 --stream PRICES --subject prices.host1 /dev/shm/bus/prices-host1
+
+  CHRONICLE_NATS_PASSWORD=... chronicle bridge out QUEUE --server URL --user bridge --stream S --subject SUBJ
+  (or --token, or CHRONICLE_NATS_TOKEN=...; or --creds FILE)
 
 Both run until Ctrl-C (exit 130) or SIGTERM (exit 143), exactly once across restarts; see docs/bridge.md.
 Messages appended by `bridge in` start with 16 bytes: the stream seq and the source seq (u64 little-endian);
@@ -19,21 +24,24 @@ the source type_id and timestamp_ns are the local message's own.
 """
 
 
-def _positive(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
+#: Environment variables read when the option is not given, so a secret need not be on a command line.
+PASSWORD_ENV = "CHRONICLE_NATS_PASSWORD"
+TOKEN_ENV = "CHRONICLE_NATS_TOKEN"
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _auth(args: argparse.Namespace) -> dict[str, Any]:
+    """The credentials keywords of BridgeOut/BridgeIn from --user/--password/--token/--creds and the environment."""
+    password = args.password if args.password is not None else (os.environ.get(PASSWORD_ENV) or None)
+    if args.password is not None and args.user is None:
+        args.parser.error("--password goes with --user (--user NAME --password ..., or --token / --creds)")
+    if args.user is not None:
+        if password is None:
+            args.parser.error(f"--user {args.user} needs a password: set {PASSWORD_ENV} (or give --password)")
+        return {"user": args.user, "password": password}
+    if args.creds is not None:
+        return {"creds": args.creds}
+    token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
+    return {"token": token} if token is not None else {}
 
 
 #: Seconds a stopping bridge gets to finish its window and close its connection before it exits anyway.
@@ -76,14 +84,15 @@ def _out(args: argparse.Namespace) -> int:
     from ..bridge import BridgeOut
 
     return _run(BridgeOut(args.path, server=args.server, stream=args.stream, subject=args.subject, name=args.name,
-                          window=args.window, ack_timeout=args.ack_timeout, connect_timeout=args.connect_timeout))
+                          window=args.window, ack_timeout=args.ack_timeout, connect_timeout=args.connect_timeout,
+                          **_auth(args)))
 
 
 def _in(args: argparse.Namespace) -> int:
     from ..bridge import BridgeIn
 
     return _run(BridgeIn(args.path, server=args.server, stream=args.stream, subject=args.subject,
-                         durable=args.durable, batch=args.batch, connect_timeout=args.connect_timeout))
+                         durable=args.durable, batch=args.batch, connect_timeout=args.connect_timeout, **_auth(args)))
 
 
 def register(sub: Any) -> None:
@@ -100,8 +109,17 @@ def register(sub: Any) -> None:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--server", required=True, metavar="URL", help="NATS server, e.g. nats://127.0.0.1:4222")
         q.add_argument("--stream", required=True, metavar="S", help="the JetStream stream (it must exist)")
-        q.add_argument("--connect-timeout", type=_positive, default=5.0, metavar="SECONDS",
+        q.add_argument("--connect-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
                        help="give up if no server answers the first connect within this (default: %(default)s)")
+        a = q.add_argument_group("authentication", "if the server wants credentials: --user with a password, "
+                                 "--token or --creds. Keep secrets off the command line (other users see it "
+                                 f"in ps): set {PASSWORD_ENV} or {TOKEN_ENV} instead.")
+        kind = a.add_mutually_exclusive_group()
+        kind.add_argument("--user", metavar="NAME", help=f"user name; its password from --password or ${PASSWORD_ENV}")
+        kind.add_argument("--token", metavar="TOKEN", help=f"an auth token (default: ${TOKEN_ENV}, better)")
+        kind.add_argument("--creds", metavar="FILE", help="a NATS .creds file (user JWT and nkey seed; needs nkeys)")
+        a.add_argument("--password", metavar="PASSWORD", help=f"the password of --user (default: ${PASSWORD_ENV}, better)")
+        q.set_defaults(parser=q)
 
     o = verbs.add_parser(
         "out", help="publish a queue's messages to a stream (a named reader; commits after the acks)",
@@ -114,8 +132,8 @@ def register(sub: Any) -> None:
     common(o)
     o.add_argument("--subject", required=True, metavar="SUBJ", help="the subject to publish on (one per source queue)")
     o.add_argument("--name", default="bridge-out", help="the reader name (default: %(default)s)")
-    o.add_argument("--window", type=_count, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
-    o.add_argument("--ack-timeout", type=_positive, default=5.0, metavar="SECONDS",
+    o.add_argument("--window", type=positive_int, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
+    o.add_argument("--ack-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
                    help="acks not in by then count as an outage: resend from the commit (default: %(default)s)")
     o.set_defaults(func=_out)
 
@@ -129,6 +147,6 @@ def register(sub: Any) -> None:
     common(i)
     i.add_argument("--subject", metavar="SUBJ", help="only this subject (default: all the stream's)")
     i.add_argument("--durable", default="chronicle-bridge-in", help="the consumer name (default: %(default)s)")
-    i.add_argument("--batch", type=_count, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
+    i.add_argument("--batch", type=positive_int, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
     i.add_argument("path", metavar="QUEUE", help="the destination queue folder (this process is its writer)")
     i.set_defaults(func=_in)
