@@ -128,19 +128,23 @@ async def connect(url: str, *, connect_timeout: float = 5.0, name: str = "chroni
     first = loop.create_future()  # the first error of the first connect (why it is unreachable)
     refused = loop.create_future()  # set when the server refuses the credentials
     who = _who(user, token, creds)
+    warned: list[Exception] = []
 
     async def on_error(e: Exception) -> None:
         if _is_auth_failure(e):
             if not refused.done():
                 refused.set_result(e)
-            if nc.is_connected or nc.is_reconnecting:
-                log.warning("nats: the server at %s refused the credentials (%s) on reconnect: %s", url, who, e)
+            if task.done() and not warned:  # a reconnect (the first connect raises); once per outage, not per try
+                warned.append(e)
+                log.warning("nats: the server at %s refused the credentials (%s) on reconnect: %s; retrying",
+                            url, who, e)
         else:  # outages are expected; the bridge logs what it does about them
             log.debug("nats: %s", e)
         if not first.done():
             first.set_result(e)
 
     async def reconnected() -> None:
+        warned.clear()
         log.info("nats: reconnected to %s", url)
         if on_reconnect is not None:
             on_reconnect()
@@ -187,7 +191,7 @@ async def _abandon(nc: Any, task: asyncio.Future) -> None:
     task.cancel()
     try:
         await task
-    except BaseException:  # noqa: S110 - cancelled, or it failed: either way it is over
+    except (asyncio.CancelledError, Exception):  # cancelled, or it failed: either way it is over
         pass
     try:
         await asyncio.wait_for(nc.close(), 2.0)
