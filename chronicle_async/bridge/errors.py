@@ -33,7 +33,7 @@ class SubjectMismatchError(BridgeError):
 
 
 class NatsServerError(BridgeError):
-    """A :class:`~chronicle_async.bridge.server.LocalNatsServer` could not start (no binary, or it exited or did not listen)."""
+    """A :class:`LocalNatsServer` could not start: no ``nats-server`` binary, or it exited or was not ready in time."""
 
 
 class CredentialsFileError(BridgeError):

@@ -41,8 +41,9 @@ class LocalNatsServer:
     to ``log_path`` (default: ``<store_dir>.log``, beside the store folder).
     ``user`` and ``password`` (both or neither) make it require them (``--user``/``--pass``);
     ``token`` makes it require that token (``--auth``). ``kill9()`` then ``start()`` restarts it on the
-    same port and store, as a crash and a recovery would. As a context manager it starts on entry
-    and stops on exit::
+    same port and store, as a crash and a recovery would. The password or token is on nats-server's
+    command line (any local user can read it): use test secrets only. As a context manager it starts
+    on entry and stops on exit::
 
         with LocalNatsServer(tmp / "js") as server:
             BridgeOut(q, server=server.url, stream="S", subject="s.a")
@@ -59,20 +60,20 @@ class LocalNatsServer:
         self.port = _free_port() if port is None else int(port)
         self.url = f"nats://127.0.0.1:{self.port}"
         self.log_path = os.fspath(log_path) if log_path is not None else self.store_dir.rstrip(os.sep) + ".log"
-        self.user, self.token = user, token
-        self._password = password
+        self.user = user
+        self._password, self._token = password, token  # out of repr (they are on nats-server's command line)
         self.proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:  # no password or token here
-        auth = " user=" + repr(self.user) if self.user is not None else " token=***" if self.token else ""
+        auth = f", user={self.user!r}" if self.user is not None else ", token=***" if self._token is not None else ""
         return f"LocalNatsServer({self.url}, store_dir={self.store_dir!r}{auth})"
 
     def _command(self, binary: str) -> list[str]:
         cmd = [binary, "-js", "-sd", self.store_dir, "-a", "127.0.0.1", "-p", str(self.port)]
         if self.user is not None:
             cmd += ["--user", self.user, "--pass", str(self._password)]
-        if self.token is not None:
-            cmd += ["--auth", self.token]
+        if self._token is not None:
+            cmd += ["--auth", self._token]
         return cmd
 
     def _log_tail(self) -> str:
@@ -105,6 +106,8 @@ class LocalNatsServer:
         Raises :class:`NatsServerError` if the binary is missing, or if it exits (a port in use, say)
         or is not ready within ``timeout`` seconds (with the tail of its log).
         """
+        if self.proc is not None and self.proc.poll() is None:
+            raise NatsServerError(f"nats-server on 127.0.0.1:{self.port} is already running (pid {self.proc.pid})")
         binary = find_nats_server()
         if binary is None:
             raise NatsServerError(f"nats-server was found neither beside {sys.executable} nor on PATH: {_INSTALL}")

@@ -115,10 +115,12 @@ def register(sub: Any) -> None:
                                  "--token or --creds. Keep secrets off the command line (other users see it "
                                  f"in ps): set {PASSWORD_ENV} or {TOKEN_ENV} instead.")
         kind = a.add_mutually_exclusive_group()
-        kind.add_argument("--user", metavar="NAME", help=f"user name; its password from --password or ${PASSWORD_ENV}")
+        kind.add_argument("--user", metavar="NAME",
+                          help=f"user name; its password from --password or ${PASSWORD_ENV}")
         kind.add_argument("--token", metavar="TOKEN", help=f"an auth token (default: ${TOKEN_ENV}, better)")
         kind.add_argument("--creds", metavar="FILE", help="a NATS .creds file (user JWT and nkey seed; needs nkeys)")
-        a.add_argument("--password", metavar="PASSWORD", help=f"the password of --user (default: ${PASSWORD_ENV}, better)")
+        a.add_argument("--password", metavar="PASSWORD",
+                       help=f"the password of --user (default: ${PASSWORD_ENV}, better)")
         q.set_defaults(parser=q)
 
     o = verbs.add_parser(
@@ -132,7 +134,8 @@ def register(sub: Any) -> None:
     common(o)
     o.add_argument("--subject", required=True, metavar="SUBJ", help="the subject to publish on (one per source queue)")
     o.add_argument("--name", default="bridge-out", help="the reader name (default: %(default)s)")
-    o.add_argument("--window", type=positive_int, default=2000, metavar="N", help="publishes in flight (default: %(default)s)")
+    o.add_argument("--window", type=positive_int, default=2000, metavar="N",
+                   help="publishes in flight (default: %(default)s)")
     o.add_argument("--ack-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
                    help="acks not in by then count as an outage: resend from the commit (default: %(default)s)")
     o.set_defaults(func=_out)
@@ -147,6 +150,7 @@ def register(sub: Any) -> None:
     common(i)
     i.add_argument("--subject", metavar="SUBJ", help="only this subject (default: all the stream's)")
     i.add_argument("--durable", default="chronicle-bridge-in", help="the consumer name (default: %(default)s)")
-    i.add_argument("--batch", type=positive_int, default=1000, metavar="N", help="messages per fetch (default: %(default)s)")
+    i.add_argument("--batch", type=positive_int, default=1000, metavar="N",
+                   help="messages per fetch (default: %(default)s)")
     i.add_argument("path", metavar="QUEUE", help="the destination queue folder (this process is its writer)")
     i.set_defaults(func=_in)

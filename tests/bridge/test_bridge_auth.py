@@ -15,7 +15,7 @@ import pytest
 
 from chronicle_async import Queue
 from chronicle_async.bridge import (
-    BridgeAuthError, BridgeIn, BridgeOut, CredentialsFileError, LocalNatsServer, NatsServerError, unpack,
+    BridgeAuthError, BridgeIn, BridgeOut, CredentialsFileError, LocalNatsServer, unpack,
 )
 from tests.bridge.conftest import Procs
 from tests.bridge.feed import payload, write
@@ -221,12 +221,3 @@ def test_two_kinds_of_credentials_in_the_api_are_a_value_error(tmp_path: pathlib
     with pytest.raises(ValueError, match="a password needs a user"):
         BridgeOut(tmp_path / "q", server="nats://127.0.0.1:1", stream="S", subject="a", password="p")
 
-
-def test_local_nats_server_on_a_port_in_use_raises_nats_server_error_with_its_log(
-    tmp_path: pathlib.Path, token_server: LocalNatsServer
-) -> None:
-    second = LocalNatsServer(tmp_path / "js2", port=token_server.port)
-    with pytest.raises(NatsServerError, match="exited with code") as e:
-        second.start(timeout=10)
-    assert "address already in use" in str(e.value).lower() and second.log_path in str(e.value)
-    assert TOKEN not in repr(token_server)
