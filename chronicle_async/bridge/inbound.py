@@ -1,4 +1,4 @@
-"""BridgeIn: a durable JetStream pull consumer appended into a local queue exactly once."""
+"""BridgeIn: a durable JetStream push consumer appended into a local queue exactly once."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ from typing import Any
 from ..queue.queue import Queue
 from ..queue.writer import QueueWriter
 from . import ids
-from .nats_link import check_stream, connect, log
+from .nats_link import check_auth, check_stream, connect, log
 
 
 @dataclass
@@ -19,6 +19,7 @@ class InStats:
     appended: int = 0
     skipped: int = 0
     outages: int = 0
+    acks: int = 0
     last_stream_seq: int = 0
 
 
@@ -46,104 +47,129 @@ class BridgeIn:
 
     Exactly once into the queue: on start it reads the stream seq of the queue's last message (each
     appended message starts with :data:`ids.PREFIX`) and places durable consumer ``durable`` just
-    after it; it places it there again after every outage or reconnection (so messages the consumer
-    delivered but the bridge never received are not skipped), skips any redelivered message at or
-    below it, and acks only after the local append. Each local message keeps the source type_id and timestamp_ns; use
-    :func:`ids.unpack` for the source seq and the payload. Run it with ``await bridge.run()`` or as a
-    ControlPlane worker.
+    after it; it places it there again after every reconnection (so messages the consumer delivered
+    but the bridge never received are not skipped), skips any redelivered message at or below it,
+    and acks only after the local append. Each local message keeps the source type_id and
+    timestamp_ns; use :func:`ids.unpack` for the source seq and the payload.
+
+    The consumer pushes each message as soon as the stream stores it, with up to ``4 * batch``
+    unacknowledged; the bridge acks (``AckPolicy.ALL``) after every ``batch`` appends and whenever
+    it has appended all it was sent, so a quiet stream adds no batching delay. Run it with
+    ``await bridge.run()`` or as a ControlPlane worker. One event loop only.
     """
 
     def __init__(self, path: str | os.PathLike, *, server: str, stream: str, subject: str | None = None,
                  durable: str = "chronicle-bridge-in", batch: int = 1000, connect_timeout: float = 5.0,
-                 fetch_wait: float = 0.5, user: str | None = None, password: str | None = None,
+                 check_interval: float = 5.0, user: str | None = None, password: str | None = None,
                  token: str | None = None, creds: str | os.PathLike | None = None):
         """Credentials, if the server wants them: ``user`` and ``password``, or ``token``, or ``creds`` (a
         NATS ``.creds`` file). Mixing kinds raises ``ValueError``; a refusal raises BridgeAuthError from run()."""
         self.path = os.fspath(path)
         self.server, self.stream, self.subject, self.durable = server, stream, subject, durable
-        self.batch, self.connect_timeout, self.fetch_wait = int(batch), float(connect_timeout), float(fetch_wait)
-        from .nats_link import check_auth
-
+        self.batch, self.connect_timeout, self.check_interval = int(batch), float(connect_timeout), float(check_interval)
         check_auth(user, password, token, creds)
         self.user, self.creds = user, (os.fspath(creds) if creds is not None else None)
         self._password, self._token = password, token  # kept out of stats and logs
         self.stats = InStats()
-        self._replace = True
+        self._replace = asyncio.Event()
+        self._failed: BaseException | None = None
+        self._generation = 0
 
     async def run(self) -> None:
         """Connect, check the stream, then append forever (cancel it to stop)."""
+        self._replace.set()
         nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-in-{self.durable}",
-                           on_reconnect=self._must_replace, user=self.user, password=self._password,
+                           on_reconnect=self._replace.set, user=self.user, password=self._password,
                            token=self._token, creds=self.creds)
         try:
             js = nc.jetstream()
             await check_stream(js, self.server, self.stream, self.subject)
             with Queue.open_publisher(self.path) as writer:
                 self.stats.last_stream_seq = last_stream_seq(writer)
-                await self._serve(js, writer)
+                await self._serve(nc, js, writer)
         finally:
             await nc.close()
 
-    def _must_replace(self) -> None:
-        self._replace = True
-
-    async def _place_consumer(self, js: Any) -> Any:
-        """(Re)create the durable consumer just after the queue's last appended stream seq; bind to it."""
+    async def _subscribe(self, nc: Any, js: Any, writer: QueueWriter) -> Any:
+        """(Re)create the durable consumer just after the queue's last appended stream seq, pushing to a
+        fresh inbox, and subscribe to it."""
         import nats.js.api as api
         import nats.js.errors as jse
 
-        self._replace = False
-        last = self.stats.last_stream_seq
         try:
             await js.delete_consumer(self.stream, self.durable)
         except jse.NotFoundError:
             pass
-        await js.add_consumer(self.stream, api.ConsumerConfig(
-            durable_name=self.durable, ack_policy=api.AckPolicy.ALL,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
+        config = api.ConsumerConfig(
+            durable_name=self.durable, deliver_subject=nc.new_inbox(), ack_policy=api.AckPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.stats.last_stream_seq + 1,
             filter_subject=self.subject, max_ack_pending=self.batch * 4, ack_wait=30.0,
-        ))
-        return await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        )
+        await js.add_consumer(self.stream, config)
+        self._generation += 1
+        generation, unacked = self._generation, 0
 
-    async def _serve(self, js: Any, writer: QueueWriter) -> None:
+        async def on_msg(msg: Any) -> None:
+            nonlocal unacked
+            if generation != self._generation or self._failed is not None:
+                return  # a replaced consumer's leftovers, or a queue that refused an append
+            meta = msg.metadata
+            try:
+                self._append(writer, msg, meta.sequence.stream)
+            except BaseException as e:  # stop, leaving it unacknowledged
+                self._failed = e
+                self._replace.set()
+                return
+            unacked += 1
+            if unacked >= self.batch or meta.num_pending == 0:  # a full batch, or all the stream has now
+                unacked = 0
+                self.stats.acks += 1
+                try:
+                    await msg.ack()  # AckPolicy.ALL: acks everything up to it, after the appends
+                except Exception as e:  # redelivered later, and skipped by stream seq
+                    log.warning("bridge in %s: ack failed (%s); redelivered messages will be skipped", self.durable, e)
+
+        return await js.subscribe_bind(self.stream, config, self.durable, cb=on_msg, manual_ack=True,
+                                       pending_msgs_limit=self.batch * 8)
+
+    async def _serve(self, nc: Any, js: Any, writer: QueueWriter) -> None:
         import nats.errors
+        import nats.js.errors as jse
 
         sub = None
         while True:
             try:
-                if self._replace or sub is None:
-                    old, sub = sub, None
-                    if old is not None:
-                        await _unsubscribe(old)
-                    sub = await self._place_consumer(js)
-                msgs = await sub.fetch(self.batch, timeout=self.fetch_wait)
-            except nats.errors.TimeoutError:
-                continue
-            except (nats.errors.Error, asyncio.TimeoutError) as e:  # the client raises both under load
-                self._replace = True
+                await asyncio.wait_for(self._replace.wait(), self.check_interval)
+            except asyncio.TimeoutError:  # quiet for a while: is the consumer still there?
+                try:
+                    await js.consumer_info(self.stream, self.durable)
+                    continue
+                except jse.NotFoundError:
+                    log.warning("bridge in %s: the consumer is gone from the server; recreating it", self.durable)
+                except (nats.errors.Error, asyncio.TimeoutError):
+                    continue  # an outage: the reconnection replaces the consumer
+            self._replace.clear()
+            if self._failed is not None:
+                raise self._failed
+            if sub is not None:
+                self._generation += 1  # what the old subscription still delivers is dropped, unacked
+                await _unsubscribe(sub)
                 self.stats.outages += 1
-                log.warning("bridge in %s: %s: %s; retrying", self.durable, type(e).__name__, e)
-                await asyncio.sleep(0.2)
-                continue
-            if not msgs:  # a fetch can end with nothing but a status
-                continue
-            self._append(writer, msgs)
-            try:
-                await msgs[-1].ack()  # AckPolicy.ALL: acks the whole batch, after the appends
-            except nats.errors.Error as e:  # redelivered later, and skipped by stream seq
-                log.warning("bridge in %s: ack failed (%s); the batch will be redelivered and skipped", self.durable, e)
+                sub = None
+            while sub is None:
+                try:
+                    sub = await self._subscribe(nc, js, writer)
+                except (nats.errors.Error, asyncio.TimeoutError) as e:  # the client raises both under load
+                    log.warning("bridge in %s: %s: %s; retrying", self.durable, type(e).__name__, e)
+                    await asyncio.sleep(0.2)
 
-    def _append(self, writer: QueueWriter, msgs: list[Any]) -> None:
-        last = self.stats.last_stream_seq
-        for msg in msgs:
-            sseq = msg.metadata.sequence.stream
-            if sseq <= last:
-                self.stats.skipped += 1
-                continue
-            h = msg.headers or {}
-            prefix = ids.PREFIX.pack(sseq, int(h.get(ids.H_SEQ, 0)))
-            ts = h.get(ids.H_TIMESTAMP)
-            writer.append(int(h.get(ids.H_TYPE_ID, 0)), prefix + msg.data, timestamp_ns=int(ts) if ts else None)
-            last = sseq
-            self.stats.appended += 1
-        self.stats.last_stream_seq = last
+    def _append(self, writer: QueueWriter, msg: Any, sseq: int) -> None:
+        if sseq <= self.stats.last_stream_seq:
+            self.stats.skipped += 1
+            return
+        h = msg.headers or {}
+        prefix = ids.PREFIX.pack(sseq, int(h.get(ids.H_SEQ, 0)))
+        ts = h.get(ids.H_TIMESTAMP)
+        writer.append(int(h.get(ids.H_TYPE_ID, 0)), prefix + msg.data, timestamp_ns=int(ts) if ts else None)
+        self.stats.last_stream_seq = sseq
+        self.stats.appended += 1

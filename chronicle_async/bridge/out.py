@@ -9,7 +9,7 @@ from typing import Any
 from ..queue.queue import Queue
 from ..queue.reader import QueueReader
 from . import ids
-from .nats_link import check_stream, connect, log
+from .nats_link import check_auth, check_stream, connect, log
 
 
 @dataclass
@@ -47,8 +47,6 @@ class BridgeOut:
         self.server, self.stream, self.subject, self.name = server, stream, subject, name
         self.window, self.ack_timeout = int(window), float(ack_timeout)
         self.connect_timeout, self.idle_wait = float(connect_timeout), float(idle_wait)
-        from .nats_link import check_auth
-
         check_auth(user, password, token, creds)
         self.user, self.creds = user, (os.fspath(creds) if creds is not None else None)
         self._password, self._token = password, token  # kept out of stats and logs

@@ -151,6 +151,6 @@ def register(sub: Any) -> None:
     i.add_argument("--subject", metavar="SUBJ", help="only this subject (default: all the stream's)")
     i.add_argument("--durable", default="chronicle-bridge-in", help="the consumer name (default: %(default)s)")
     i.add_argument("--batch", type=positive_int, default=1000, metavar="N",
-                   help="messages per fetch (default: %(default)s)")
+                   help="ack after every N appends; up to 4N unacknowledged in flight (default: %(default)s)")
     i.add_argument("path", metavar="QUEUE", help="the destination queue folder (this process is its writer)")
     i.set_defaults(func=_in)
