@@ -5,6 +5,7 @@
     python -m benchmarks.run --control [--rounds 3] [--quick] [--out results.md]
     python -m benchmarks.run --sustained [--rounds 3] [--quick]
     python -m benchmarks.run --scaling [--rounds 3] [--quick] [--out results.md]
+    python -m benchmarks.run --bridge [--rounds 3] [--quick] [--out results.md]
 
 Every round measures chronicle_async and the peers (multiprocessing.Queue,
 os.pipe, pyzmq ipc, faster-fifo) in the same run on the same machine, so
@@ -23,6 +24,10 @@ minute with 3 rounds).
 ``--scaling`` runs only the scaling figures (``benchmarks/scaling.py``: fan-out to k
 HotLoop reader processes beside pyzmq PUB/SUB, fan-in from w writer processes; k and w
 from 1 to nproc - 1, at least 2).
+
+``--bridge`` runs only the NATS JetStream bridge figures (``benchmarks/bridge.py``: bridge out,
+bridge in, and the two commands as processes, beside a plain nats-py client on the same loopback
+nats-server; needs the ``bridge`` extra; about 2 minutes with 3 rounds).
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only the sustained-rate figures across rolls (benchmarks/sustained.py)")
     ap.add_argument("--scaling", action="store_true",
                     help="run only the fan-out / fan-in scaling figures (benchmarks/scaling.py)")
+    ap.add_argument("--bridge", action="store_true",
+                    help="run only the NATS JetStream bridge figures (benchmarks/bridge.py; extra: bridge)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args(argv)
     if args.hotcore:
@@ -61,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return _control_only(args)
     if args.sustained:
         return sustained.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else []))
+    if args.bridge:
+        from . import bridge  # imports nats-py: only when asked
+
+        return bridge.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
+                           + (["--out", args.out] if args.out else []))
     if args.scaling:
         return scaling.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
                             + (["--out", args.out] if args.out else []))
