@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run --control --rounds 3
 	$(PY) -m benchmarks.run --sustained --rounds 3
 	$(PY) -m benchmarks.run --scaling --rounds 3
+	$(PY) -m benchmarks.run --bridge --rounds 3
 
 soak: $(STAMP)
 	CHRONICLE_SOAK_SECONDS=1800 $(PY) -m pytest -q -m slow tests/stress/test_soak.py -s
