@@ -41,7 +41,8 @@ async def main(folder: str, url: str) -> None:
     async with ControlPlane() as plane:
         plane.start_worker("bridge-out", out.run)
         plane.start_worker("bridge-in", inb.run)
-        while inb.stats.appended < N:
+        # Host B can hold a message before host A's bridge has its ack: wait for both sides.
+        while inb.stats.appended < N or out.stats.published < N:
             await asyncio.sleep(0.05)
     with Queue.open_subscriber(dst, None, "earliest") as r:  # host B's reader
         got = [unpack(m) for m in iter(lambda: r.next(0.0), None)]
