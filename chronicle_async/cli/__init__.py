@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 
-from .bench import find_benchmarks  # noqa: F401 - re-exported: where the source checkout's suite is
 
 _EXAMPLES_TAIL = """\
 payloads are shown as JSON if they parse, else as UTF-8 text if printable, else as hex:

@@ -358,7 +358,9 @@ def test_monitor_once_on_a_missing_root_fails_naming_it_and_an_empty_root_waits_
 
 
 def test_bench_runs_the_checkouts_suite_with_the_options_given(monkeypatch):
-    root = cli.find_benchmarks()
+    from chronicle_async.cli import bench
+
+    root = bench.find_benchmarks()
     assert root is not None and os.path.isfile(os.path.join(root, "benchmarks", "run.py"))
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda cmd, cwd: calls.append((cmd, cwd)) or 0)
