@@ -102,3 +102,17 @@ def test_control_plane_and_notebook_names_stay_reachable_from_the_top_level():
 def test_the_face_has_at_most_37_names():
     # 35, then ReaderNotFoundError and the inspect API's two result types (QueueInfo, QueueSummary)
     assert len(chronicle_async.__all__) <= 37
+
+
+def test_the_bridge_face_lists_each_name_once_with_typed_errors_and_loads_no_nats_client():
+    code = (
+        "import sys, chronicle_async.bridge as b\n"
+        "assert len(b.__all__) == len(set(b.__all__)), b.__all__\n"
+        "from chronicle_async import ChronicleError\n"
+        "errors = [n for n in b.__all__ if isinstance(getattr(b, n), type) and issubclass(getattr(b, n), Exception)]\n"
+        "assert all(issubclass(getattr(b, n), ChronicleError) for n in errors), errors\n"
+        "print(len(errors), sorted(m for m in ('nats', 'nats.js', 'nkeys') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    count, loaded = out.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) >= 8 and loaded == "[]"
