@@ -40,8 +40,10 @@ class LocalNatsServer:
     ``port`` defaults to a free loopback port (picked once, so a restart keeps it). Its output goes
     to ``log_path`` (default: ``<store_dir>.log``, beside the store folder).
     ``user`` and ``password`` (both or neither) make it require them (``--user``/``--pass``);
-    ``token`` makes it require that token (``--auth``). ``kill9()`` then ``start()`` restarts it on the
-    same port and store, as a crash and a recovery would. The password or token is on nats-server's
+    ``token`` makes it require that token (``--auth``). ``config_path`` hands nats-server a config file
+    (``-c FILE``) for what has no flag, such as operator (JWT) mode; the flags above still apply and
+    override the file. ``kill9()`` then ``start()`` restarts it on the same port and store, as a crash
+    and a recovery would. The password or token is on nats-server's
     command line (any local user can read it): use test secrets only. As a context manager it starts
     on entry and stops on exit::
 
@@ -51,7 +53,8 @@ class LocalNatsServer:
 
     def __init__(self, store_dir: str | os.PathLike, *, port: int | None = None,
                  log_path: str | os.PathLike | None = None, user: str | None = None,
-                 password: str | None = None, token: str | None = None):
+                 password: str | None = None, token: str | None = None,
+                 config_path: str | os.PathLike | None = None):
         if (user is None) != (password is None):
             raise ValueError("give both user and password, or neither")
         if token is not None and user is not None:
@@ -61,6 +64,7 @@ class LocalNatsServer:
         self.url = f"nats://127.0.0.1:{self.port}"
         self.log_path = os.fspath(log_path) if log_path is not None else self.store_dir.rstrip(os.sep) + ".log"
         self.user = user
+        self.config_path = os.fspath(config_path) if config_path is not None else None
         self._password, self._token = password, token  # out of repr (they are on nats-server's command line)
         self.proc: subprocess.Popen | None = None
 
@@ -70,6 +74,8 @@ class LocalNatsServer:
 
     def _command(self, binary: str) -> list[str]:
         cmd = [binary, "-js", "-sd", self.store_dir, "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.config_path is not None:
+            cmd = [binary, "-c", self.config_path, *cmd[1:]]
         if self.user is not None:
             cmd += ["--user", self.user, "--pass", str(self._password)]
         if self._token is not None:
