@@ -9,7 +9,7 @@ from typing import Any
 from ..queue.queue import Queue
 from ..queue.writer import QueueWriter
 from . import ids
-from .nats_link import check_stream, connect, log
+from .nats_link import StopAware, check_stream, close, connect, log, until_cancelled
 
 
 @dataclass
@@ -67,13 +67,13 @@ class BridgeIn:
         nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-in-{self.durable}",
                            on_reconnect=self._must_replace)
         try:
-            js = nc.jetstream()
+            js = StopAware(nc.jetstream())
             await check_stream(js, self.server, self.stream, self.subject)
             with Queue.open_publisher(self.path) as writer:
                 self.stats.last_stream_seq = last_stream_seq(writer)
-                await self._serve(js, writer)
+                await until_cancelled(self._serve(js, writer))
         finally:
-            await nc.close()
+            await close(nc)
 
     def _must_replace(self) -> None:
         self._replace = True
