@@ -9,7 +9,7 @@ from typing import Any
 from ..queue.queue import Queue
 from ..queue.writer import QueueWriter
 from . import ids
-from .nats_link import check_auth, check_stream, connect, log
+from .nats_link import StopAware, check_auth, check_stream, close, connect, log, until_cancelled
 
 
 @dataclass
@@ -82,13 +82,13 @@ class BridgeIn:
                            on_reconnect=self._replace.set, user=self.user, password=self._password,
                            token=self._token, creds=self.creds)
         try:
-            js = nc.jetstream()
+            js = StopAware(nc.jetstream())
             await check_stream(js, self.server, self.stream, self.subject)
             with Queue.open_publisher(self.path) as writer:
                 self.stats.last_stream_seq = last_stream_seq(writer)
-                await self._serve(nc, js, writer)
+                await until_cancelled(self._serve(nc, js, writer))
         finally:
-            await nc.close()
+            await close(nc)
 
     async def _subscribe(self, nc: Any, js: Any, writer: QueueWriter) -> Any:
         """(Re)create the durable consumer just after the queue's last appended stream seq, pushing to a

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import inspect
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -14,6 +16,13 @@ from .errors import (
 )
 
 log = logging.getLogger("chronicle_async.bridge")
+
+T = TypeVar("T")
+
+#: While a stopping bridge has not ended, its cancel is repeated this often (seconds).
+RECANCEL_S = 0.05
+#: Seconds a stopping bridge waits for nats-py's ``close()`` (which flushes to the server) before it aborts the socket.
+CLOSE_TIMEOUT_S = 2.0
 
 _SCHEMES = ("nats", "tls", "ws", "wss")
 
@@ -223,3 +232,109 @@ async def check_stream(js: Any, url: str, stream: str, subject: str | None) -> l
             "or add it to the stream's subjects"
         )
     return subjects
+
+
+async def until_cancelled(aw: Coroutine[Any, Any, T]) -> T:
+    """Await ``aw``; once the calling task is cancelled, cancel ``aw`` again and again until it has ended.
+
+    One ``task.cancel()`` is one CancelledError thrown at one await, and code on the way may swallow
+    it: Python 3.11's ``asyncio.wait_for`` returns the result when the awaited future completed in the
+    loop iteration of the cancel (fixed in 3.12), which nats-py's requests and a window's acks are
+    awaited with; nats-py's ``Client._flush_pending`` catches CancelledError (a publish stalled on a
+    full socket returns normally) and ``publish_async`` turns one into ``TooManyStalledMsgsError``,
+    which a bridge takes for an outage. A bridge loop that goes on after a lost cancel never stops.
+    So ``aw`` runs as a child task that is cancelled every :data:`RECANCEL_S` until it ends; then the
+    caller's CancelledError goes on. A cancel already lost before this call (``cancelling()`` of the
+    caller) stops it at once.
+    """
+    me = asyncio.current_task()
+    if me is not None and me.cancelling():
+        aw.close()
+        raise asyncio.CancelledError
+    child = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(child)
+    except asyncio.CancelledError:
+        while not child.done():
+            child.cancel()
+            try:
+                await asyncio.wait((child,), timeout=RECANCEL_S)
+            except asyncio.CancelledError:  # a second stop: this one is under way
+                pass
+        if not child.cancelled():
+            child.exception()  # an error on the way out of a stop is not reported as unretrieved
+        raise
+
+
+def _cancelling() -> bool:
+    me = asyncio.current_task()
+    return me is not None and me.cancelling() > 0
+
+
+class StopAware:
+    """A nats-py object (a JetStream context) whose coroutine methods never lose a cancel.
+
+    nats-py swallows a cancel that lands while a publish waits for a stalled socket
+    (``Client._flush_pending``): the publish then returns as if nothing happened, and the next one
+    stalls again. Here every call that returns while its task is being cancelled (``cancelling()``)
+    cancels what it returned (a publish's ack future) and raises CancelledError, so a stop ends at
+    the first nats-py call it went through (and one that raised instead, e.g. ``publish_async``'s
+    ``TooManyStalledMsgsError`` for a cancel, raises CancelledError: a stop, not an outage).
+    """
+
+    def __init__(self, target: Any):
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        @functools.wraps(attr)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await attr(*args, **kwargs)
+            except Exception:
+                if _cancelling():
+                    raise asyncio.CancelledError from None
+                raise
+            if _cancelling():
+                if isinstance(result, asyncio.Future):
+                    result.cancel()
+                raise asyncio.CancelledError
+            return result
+
+        setattr(self, name, call)  # looked up once
+        return call
+
+
+async def close(nc: Any, timeout: float | None = None) -> None:
+    """``nc.close()`` for up to ``timeout`` seconds (default :data:`CLOSE_TIMEOUT_S`), then abort the socket.
+
+    nats-py's close writes what is still pending and waits for the transport to drain and close: for
+    as long as a stalled server (paused, or a dead peer behind a full socket) does not read. A bridge
+    loses nothing by not waiting: what was not acknowledged was not committed (out), and what was
+    appended but not acked is redelivered and skipped (in). The close runs as a task and is not
+    cancelled by the deadline (nats-py's close swallows a cancel while it waits for a reconnection).
+    """
+    closing = asyncio.ensure_future(nc.close())
+    closing.add_done_callback(_retrieve)
+    timeout = CLOSE_TIMEOUT_S if timeout is None else timeout
+    done, _ = await asyncio.wait((closing,), timeout=timeout)
+    if not done:
+        log.warning("nats: close did not finish within %g s (the server does not read); dropping the connection",
+                    timeout)
+        _abort(nc)  # the transport's drain and wait_closed now end, and with them the close
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:  # e.g. uvloop's RuntimeError on a closed transport
+        log.debug("nats: close: %s: %s", type(task.exception()).__name__, task.exception())
+
+
+def _abort(nc: Any) -> None:
+    """Drop ``nc``'s socket with what is unsent (best effort: nats-py has no public abort)."""
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()

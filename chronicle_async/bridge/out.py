@@ -9,7 +9,7 @@ from typing import Any
 from ..queue.queue import Queue
 from ..queue.reader import QueueReader
 from . import ids
-from .nats_link import check_auth, check_stream, connect, log
+from .nats_link import StopAware, check_auth, check_stream, close, connect, log, until_cancelled
 
 
 @dataclass
@@ -58,12 +58,12 @@ class BridgeOut:
         nc = await connect(self.server, connect_timeout=self.connect_timeout, name=f"chronicle-out-{self.name}",
                            user=self.user, password=self._password, token=self._token, creds=self.creds)
         try:
-            js = nc.jetstream(publish_async_max_pending=self.window * 4)
+            js = StopAware(nc.jetstream(publish_async_max_pending=self.window * 4))
             await check_stream(js, self.server, self.stream, self.subject)
             with Queue.open_subscriber(self.path, self.name) as reader:
-                await self._serve(js, reader)
+                await until_cancelled(self._serve(js, reader))
         finally:
-            await nc.close()
+            await close(nc)
 
     async def _serve(self, js: Any, reader: QueueReader) -> None:
         import nats.errors

@@ -44,7 +44,9 @@ def _auth(args: argparse.Namespace) -> dict[str, Any]:
     return {"token": token} if token is not None else {}
 
 
-#: Seconds a stopping bridge gets to finish its window and close its connection before it exits anyway.
+#: Last resort only: a stop ends by itself within about nats_link.CLOSE_TIMEOUT_S (a lost cancel is repeated,
+#: a close that waits on a server not reading is cut: see bridge/nats_link.py); if it ever does not, the
+#: process exits anyway after this many seconds (tests/bridge/test_bridge_stop.py checks it never has to).
 STOP_GRACE_S = 10.0
 
 
